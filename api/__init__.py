@@ -1,0 +1,1 @@
+"""gridgov HTTP API (FastAPI). Imports ``layers`` and ``gis``; nothing imports ``api``."""

@@ -1,0 +1,47 @@
+"""``create_app()``: the FastAPI application. The engine is created once, in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from api import errors
+from api.routes import areas, health
+from gis import __version__, db
+from gis.settings import DatabaseSettings
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def create_app(db_settings: DatabaseSettings | None = None, **_: object) -> FastAPI:
+    settings = db_settings or DatabaseSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.engine = db.make_engine(settings)
+        try:
+            yield
+        finally:
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title="gridgov",
+        version=__version__,
+        description="GIS service for grid-based urban and community governance.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(areas.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return app

@@ -1,0 +1,195 @@
+"""The ``gridgov`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gis import db
+from gis.errors import GridgovError
+from gis.settings import CitySettings, DatabaseSettings, ServerSettings
+
+
+def _print(obj: object) -> None:
+    print(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = DatabaseSettings()
+    if args.action == "start":
+        st = db.start_cluster(settings)
+    elif args.action == "stop":
+        st = db.stop_cluster(settings)
+    else:
+        st = db.status(settings)
+    _print(st.__dict__)
+    return 0 if (st.running or args.action == "stop") else 1
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from gis import schema
+
+    settings = DatabaseSettings()
+    db.start_cluster(settings)
+    if args.revision.startswith("-") or args.downgrade:
+        schema.downgrade(revision=args.revision)
+    else:
+        schema.upgrade(revision=args.revision)
+    print(f"database at revision {args.revision}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gis import demo, schema
+
+    settings = DatabaseSettings()
+    db.start_cluster(settings)
+    schema.upgrade()
+    engine = db.make_engine(settings)
+    try:
+        with engine.begin() as conn:
+            summary = demo.load_demo(conn, city=CitySettings(), progress=True,
+                                     reload=args.reload)
+    finally:
+        engine.dispose()
+    _print(summary)
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from gis import schema, synth
+
+    settings = DatabaseSettings()
+    db.start_cluster(settings)
+    schema.upgrade()
+    engine = db.make_engine(settings)
+    try:
+        summary = synth.build_synth(engine, grids=args.grids, seed=args.seed, cases=args.cases,
+                                    responders=args.responders, progress=True)
+    finally:
+        engine.dispose()
+    _print(summary)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from gis import io
+
+    settings = DatabaseSettings()
+    db.start_cluster(settings)
+    engine = db.make_engine(settings)
+    try:
+        with engine.begin() as conn:
+            report = io.import_areas(
+                conn, Path(args.file), layer=args.layer, code_field=args.code_field,
+                name_field=args.name_field, level_field=args.level_field,
+                parent_field=args.parent_field, source_crs=args.crs,
+                jurisdiction=args.jurisdiction, level=args.level, progress=True,
+            )
+    finally:
+        engine.dispose()
+    _print(report)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from gis import io
+
+    settings = DatabaseSettings()
+    db.start_cluster(settings)
+    engine = db.make_engine(settings)
+    try:
+        with engine.connect() as conn:
+            count = io.export_layer(conn, args.layer, Path(args.file), level=args.level,
+                                    at=args.at, driver=args.driver)
+    finally:
+        engine.dispose()
+    print(f"wrote {count} features to {args.file}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    server = ServerSettings()
+    settings = DatabaseSettings()
+    db.start_cluster(settings)
+    host = args.host or server.host
+    port = args.port or server.port
+    print(f"gridgov serving on http://{host}:{port}", flush=True)
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port,
+                workers=args.workers or server.workers, log_level="info")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gridgov", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("db", help="the embedded PostGIS cluster")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("migrate", help="apply Alembic migrations")
+    p.add_argument("revision", nargs="?", default="head")
+    p.add_argument("--downgrade", action="store_true")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("demo", help="load the Helsinki demo city (skipped if loaded)")
+    p.add_argument("--reload", action="store_true", help="drop and rebuild the demo city")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("synth", help="build a deterministic synthetic city")
+    p.add_argument("--grids", type=int, default=1300)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--cases", type=int, default=None, help="default: 50 per grid")
+    p.add_argument("--responders", type=int, default=None, help="default: grids / 4 (min 50)")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("import", help="import areas from GeoJSON, GeoPackage or Shapefile")
+    p.add_argument("kind", choices=["areas"])
+    p.add_argument("file")
+    p.add_argument("--layer", default=None)
+    p.add_argument("--code-field", default="code")
+    p.add_argument("--name-field", default="name")
+    p.add_argument("--level-field", default="level")
+    p.add_argument("--parent-field", default="parent_code")
+    p.add_argument("--level", default=None, help="level of every feature (overrides field)")
+    p.add_argument("--crs", default=None, help="source EPSG code when the file has none")
+    p.add_argument("--jurisdiction", default=None, help="jurisdiction code (default: first)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="export a layer to GeoJSON, GeoPackage, Shapefile, CSV")
+    p.add_argument("layer", help="areas, buildings, facilities, components, road_edges, ...")
+    p.add_argument("file")
+    p.add_argument("--level", default=None)
+    p.add_argument("--at", default=None)
+    p.add_argument("--driver", default=None)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="serve the API and web UI")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GridgovError as exc:
+        print(f"gridgov: {exc.detail}", file=sys.stderr)
+        if exc.extra.get("problems"):
+            for problem in exc.extra["problems"][:50]:
+                print(f"  - {json.dumps(problem, ensure_ascii=False, default=str)}",
+                      file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,436 @@
+"""The data model (DESIGN.md), as SQLAlchemy 2 declarative classes with GeoAlchemy2 geometry.
+
+Storage is WGS84 (SRID 4326); metric work happens in the jurisdiction's local projection.
+The Alembic migrations in ``migrations/versions`` create exactly these tables; a test compares
+the two so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CASE_STATUSES = (
+    "reported", "accepted", "filed", "rejected", "redirected", "dispatched", "in_progress",
+    "handled", "verified", "reopened", "closed",
+)
+CHANNELS = ("patrol", "hotline", "app", "video", "sensor", "open311", "walk-in", "import")
+RESPONDER_STATUSES = ("available", "busy", "off")
+ROLES = (
+    "reporter", "grid_worker", "call_taker", "dispatcher", "handler", "supervisor", "planner",
+    "analyst", "admin",
+)
+
+
+def _geom(kind: str) -> Any:
+    # Spatial indexes are declared explicitly (below and in the migration) so that Alembic
+    # creates and drops exactly what the model says.
+    return Geometry(kind, srid=4326, spatial_index=False)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Jurisdiction(Base):
+    """A city or county running gridgov; the shard key when scaled out (docs/scaling.md)."""
+
+    __tablename__ = "jurisdictions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(12), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    local_srid: Mapped[int] = mapped_column(Integer, comment="metric CRS for areas and distances")
+    timezone: Mapped[str] = mapped_column(Text, server_default="UTC")
+
+
+class AreaLevel(Base):
+    """One level of a jurisdiction's hierarchy (rank 0 = top), with its size targets."""
+
+    __tablename__ = "area_levels"
+    __table_args__ = (UniqueConstraint("jurisdiction_id", "rank"),
+                      UniqueConstraint("jurisdiction_id", "name", name="uq_area_levels_name"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(SmallInteger)
+    name: Mapped[str] = mapped_column(Text)
+    code_digits: Mapped[int] = mapped_column(SmallInteger, comment="digits this level adds")
+    target_households: Mapped[int | None] = mapped_column(Integer)
+    target_population: Mapped[int | None] = mapped_column(Integer)
+    target_area_m2: Mapped[float | None] = mapped_column(Float)
+    tolerance: Mapped[float] = mapped_column(Float, server_default="0.1")
+
+
+class Area(Base):
+    """A versioned polygon of the hierarchy. ``valid_to IS NULL`` means in force now."""
+
+    __tablename__ = "areas"
+    __table_args__ = (
+        CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="valid_period"),
+        CheckConstraint("households >= 0 AND population >= 0", name="counts_nonnegative"),
+        CheckConstraint("ST_IsValid(geom) AND NOT ST_IsEmpty(geom)", name="geom_valid"),
+        Index("ix_areas_geom", "geom", postgresql_using="gist"),
+        Index("uq_areas_current_code", "jurisdiction_id", "code", unique=True,
+              postgresql_where=text("valid_to IS NULL")),
+        Index("ix_areas_level_current", "jurisdiction_id", "level",
+              postgresql_where=text("valid_to IS NULL")),
+        Index("ix_areas_code", "code"),
+        Index("ix_areas_parent", "parent_id"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
+    level: Mapped[int] = mapped_column(SmallInteger, comment="area_levels.rank")
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(Text)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    grid_type: Mapped[str | None] = mapped_column(Text)
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    area_m2: Mapped[float] = mapped_column(Float, server_default="0")
+    households: Mapped[int] = mapped_column(Integer, server_default="0")
+    population: Mapped[int] = mapped_column(Integer, server_default="0")
+    geom: Mapped[Any] = mapped_column(_geom("MULTIPOLYGON"))
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class AreaPart(Base):
+    """``ST_Subdivide`` pieces of every area version, for fast indexed point lookup."""
+
+    __tablename__ = "area_parts"
+    __table_args__ = (
+        Index("ix_area_parts_geom", "geom", postgresql_using="gist"),
+        Index("ix_area_parts_area", "area_id"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"))
+    level: Mapped[int] = mapped_column(SmallInteger)
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    geom: Mapped[Any] = mapped_column(_geom("POLYGON"))
+
+
+class Department(Base):
+    __tablename__ = "departments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str | None] = mapped_column(Text, comment="government, utility, contractor...")
+
+
+class ResponsibilityZone(Base):
+    """A layer outside the tree: enforcement duty area, river reach, street chief, contractor."""
+
+    __tablename__ = "responsibility_zones"
+    __table_args__ = (Index("ix_responsibility_zones_geom", "geom", postgresql_using="gist"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
+    kind: Mapped[str] = mapped_column(Text)
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(Text)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    organisation: Mapped[str | None] = mapped_column(Text)
+    category_codes: Mapped[list[str] | None] = mapped_column(
+        ARRAY(Text), comment="categories this zone takes over (NULL = all)")
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    geom: Mapped[Any] = mapped_column(_geom("GEOMETRY"))
+
+
+class Building(Base):
+    """Population base: counts only (households, residents), never people."""
+
+    __tablename__ = "buildings"
+    __table_args__ = (
+        CheckConstraint("households >= 0 AND residents >= 0", name="counts_nonnegative"),
+        Index("ix_buildings_geom", "geom", postgresql_using="gist"),
+        Index("ix_buildings_pt", "pt", postgresql_using="gist"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
+    source_id: Mapped[str | None] = mapped_column(Text)
+    use: Mapped[str | None] = mapped_column(Text)
+    levels: Mapped[int | None] = mapped_column(SmallInteger)
+    households: Mapped[int] = mapped_column(Integer, server_default="0")
+    residents: Mapped[int] = mapped_column(Integer, server_default="0")
+    geom: Mapped[Any] = mapped_column(_geom("GEOMETRY"))
+    pt: Mapped[Any] = mapped_column(_geom("POINT"), comment="a point inside the footprint")
+
+
+class Category(Base):
+    """Hierarchical case category: components (部件) and events (事件), domain → major → minor."""
+
+    __tablename__ = "categories"
+    __table_args__ = (
+        CheckConstraint("kind IN ('component', 'event')", name="kind"),
+        CheckConstraint("deadline_unit IS NULL OR deadline_unit IN "
+                        "('working_hours', 'working_days', 'hours', 'days')", name="deadline_unit"),
+        CheckConstraint("urgency BETWEEN 1 AND 4", name="urgency"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
+    depth: Mapped[int] = mapped_column(SmallInteger, comment="0 domain, 1 major, 2 minor")
+    name: Mapped[str] = mapped_column(Text)
+    name_zh: Mapped[str | None] = mapped_column(Text)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    deadline_value: Mapped[float | None] = mapped_column(Float)
+    deadline_unit: Mapped[str | None] = mapped_column(String(16))
+    urgency: Mapped[int] = mapped_column(SmallInteger, server_default="2")
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    scope_area_ids: Mapped[list[int] | None] = mapped_column(
+        ARRAY(BigInteger), comment="roots of the area subtrees this account may see (NULL = all)")
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+
+class ApiToken(Base):
+    """Bearer tokens, stored only as a SHA-256 hash."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Component(Base):
+    """A city asset (部件): point or line, 16-digit code, owner department, state."""
+
+    __tablename__ = "components"
+    __table_args__ = (Index("ix_components_geom", "geom", postgresql_using="gist"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
+    code: Mapped[str | None] = mapped_column(String(20), unique=True)
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
+    kind: Mapped[str] = mapped_column(Text, comment="hydrant, street_light, bin...")
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    state: Mapped[str] = mapped_column(Text, server_default="ok")
+    source_id: Mapped[str | None] = mapped_column(Text)
+    attributes: Mapped[dict | None] = mapped_column(JSONB)
+    geom: Mapped[Any] = mapped_column(_geom("GEOMETRY"))
+
+
+class Facility(Base):
+    """A typed public facility with capacity, hours and service radius/minutes."""
+
+    __tablename__ = "facilities"
+    __table_args__ = (
+        Index("ix_facilities_geom", "geom", postgresql_using="gist"),
+        Index("ix_facilities_type", "type"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
+    type: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    hours: Mapped[str | None] = mapped_column(Text)
+    service_radius_m: Mapped[float | None] = mapped_column(Float)
+    service_minutes: Mapped[float | None] = mapped_column(Float)
+    source_id: Mapped[str | None] = mapped_column(Text)
+    attributes: Mapped[dict | None] = mapped_column(JSONB)
+    geom: Mapped[Any] = mapped_column(_geom("POINT"))
+
+
+class Responder(Base):
+    """On-duty staff or a vehicle; only its last position and a bounded on-duty history."""
+
+    __tablename__ = "responders"
+    __table_args__ = (
+        CheckConstraint(_in("status", RESPONDER_STATUSES), name="status"),
+        CheckConstraint("kind IN ('staff', 'vehicle')", name="kind"),
+        Index("ix_responders_geom", "geom", postgresql_using="gist"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16), server_default="staff")
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    skills: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    status: Mapped[str] = mapped_column(String(16), server_default="off")
+    home_area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    position_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    geom: Mapped[Any | None] = mapped_column(_geom("POINT"), nullable=True)
+
+
+class ResponderPosition(Base):
+    __tablename__ = "responder_positions"
+    __table_args__ = (Index("ix_responder_positions_at", "responder_id", "recorded_at"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    responder_id: Mapped[int] = mapped_column(ForeignKey("responders.id", ondelete="CASCADE"))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    geom: Mapped[Any] = mapped_column(_geom("POINT"))
+
+
+class Case(Base):
+    """A reported problem. ``area_id`` is the grid in force at report time and never changes on
+    a redraw unless a publish moves the open case (with an event)."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        CheckConstraint(_in("status", CASE_STATUSES), name="status"),
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint("satisfaction IS NULL OR satisfaction BETWEEN 1 AND 5",
+                        name="satisfaction"),
+        CheckConstraint("length(description) <= 10000", name="description_length"),
+        Index("ix_cases_geom", "geom", postgresql_using="gist"),
+        Index("ix_cases_area", "area_id"),
+        Index("ix_cases_status", "status"),
+        Index("ix_cases_reported_at", "reported_at"),
+        Index("ix_cases_category", "category_id"),
+        Index("uq_cases_idempotency", "idempotency_key", unique=True,
+              postgresql_where=text("idempotency_key IS NOT NULL")),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    urgency: Mapped[int] = mapped_column(SmallInteger, server_default="2")
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    media: Mapped[list | None] = mapped_column(JSONB)
+    reporter_contact: Mapped[dict | None] = mapped_column(JSONB, comment="private")
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    responder_id: Mapped[int | None] = mapped_column(ForeignKey("responders.id"))
+    component_id: Mapped[int | None] = mapped_column(ForeignKey("components.id"))
+    status: Mapped[str] = mapped_column(String(16), server_default="reported")
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                  server_default=func.now())
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    escalation_level: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    satisfaction: Mapped[int | None] = mapped_column(SmallInteger)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    geom: Mapped[Any] = mapped_column(_geom("GEOMETRY"))
+
+
+class CaseEvent(Base):
+    """Append-only history of a case; a trigger refuses UPDATE and DELETE."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (Index("ix_case_events_case", "case_id", "at"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict | None] = mapped_column(JSONB)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RoadNode(Base):
+    __tablename__ = "road_nodes"
+    __table_args__ = (Index("ix_road_nodes_geom", "geom", postgresql_using="gist"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
+    geom: Mapped[Any] = mapped_column(_geom("POINT"))
+
+
+class RoadEdge(Base):
+    """Routable edge for pgRouting: costs in seconds; ``reverse_cost < 0`` means one-way."""
+
+    __tablename__ = "road_edges"
+    __table_args__ = (
+        Index("ix_road_edges_geom", "geom", postgresql_using="gist"),
+        Index("ix_road_edges_source", "source"),
+        Index("ix_road_edges_target", "target"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
+    source: Mapped[int] = mapped_column(ForeignKey("road_nodes.id"))
+    target: Mapped[int] = mapped_column(ForeignKey("road_nodes.id"))
+    cost: Mapped[float] = mapped_column(Float, comment="seconds, source → target")
+    reverse_cost: Mapped[float] = mapped_column(Float, comment="seconds, target → source; <0 none")
+    length_m: Mapped[float] = mapped_column(Float)
+    maxspeed_kmh: Mapped[float] = mapped_column(Float)
+    oneway: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    highway: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    source_id: Mapped[str | None] = mapped_column(Text)
+    component: Mapped[int | None] = mapped_column(Integer, comment="connected component id")
+    geom: Mapped[Any] = mapped_column(_geom("LINESTRING"))
+
+
+class Plan(Base):
+    __tablename__ = "plans"
+    __table_args__ = (CheckConstraint("status IN ('draft', 'published', 'discarded')",
+                                      name="status"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
+    name: Mapped[str] = mapped_column(Text)
+    root_area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"))
+    status: Mapped[str] = mapped_column(String(16), server_default="draft")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    check_result: Mapped[dict | None] = mapped_column(JSONB)
+
+
+class PlanArea(Base):
+    __tablename__ = "plan_areas"
+    __table_args__ = (Index("ix_plan_areas_geom", "geom", postgresql_using="gist"),
+                      Index("ix_plan_areas_plan", "plan_id"))
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    source_area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    parent_key: Mapped[int | None] = mapped_column(BigInteger, comment="plan_areas.id of parent")
+    level: Mapped[int] = mapped_column(SmallInteger)
+    code: Mapped[str | None] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(Text)
+    locked: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    geom: Mapped[Any] = mapped_column(_geom("MULTIPOLYGON"))

@@ -1,0 +1,144 @@
+"""Shared fixtures: a real PostGIS database per test worker, every test in a rolled-back
+transaction.
+
+The database is cloned from a template that holds the migrated schema and the demo city; the
+template is rebuilt only when the migrations or the demo loader change (its fingerprint).
+Database tests fail, never skip, when PostGIS cannot be started.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.pool import NullPool
+
+from gis import db, schema
+from gis.settings import CitySettings, DatabaseSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = "gridgov_test_template"
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    sources = sorted((ROOT / "migrations").rglob("*.py")) + sorted((ROOT / "gis").rglob("*.py"))
+    sources += sorted((ROOT / "gis").rglob("*.sql"))
+    for path in sources:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _template_comment(settings: DatabaseSettings) -> str | None:
+    admin = db.make_engine(settings, "postgres", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            return conn.execute(
+                text("SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+                     " WHERE datname = :n"), {"n": TEMPLATE}
+            ).scalar()
+    finally:
+        admin.dispose()
+
+
+def _build_template(settings: DatabaseSettings, fingerprint: str) -> None:
+    from gis import demo
+
+    db.drop_database(settings, TEMPLATE)
+    db.ensure_database(settings, TEMPLATE)
+    schema.upgrade(dbname=TEMPLATE)
+    engine = db.make_engine(settings, TEMPLATE, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            demo.load_demo(conn, city=CitySettings())
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
+    admin = db.make_engine(settings, "postgres", poolclass=NullPool,
+                           isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"COMMENT ON DATABASE {TEMPLATE} IS '{fingerprint}'"))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def db_settings() -> DatabaseSettings:
+    settings = DatabaseSettings()
+    db.start_cluster(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def db_name(db_settings: DatabaseSettings, worker_id: str) -> str:
+    """This worker's database, a fresh clone of the (cached) demo template."""
+    fingerprint = _fingerprint()
+    lock_path = db_settings.data_dir / "test-template.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _template_comment(db_settings) != fingerprint:
+            _build_template(db_settings, fingerprint)
+        name = f"gridgov_test_{worker_id}"
+        db.drop_database(db_settings, name)
+        admin = db.make_engine(db_settings, "postgres", poolclass=NullPool,
+                               isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+        finally:
+            admin.dispose()
+    return name
+
+
+@pytest.fixture(scope="session")
+def engine(db_settings: DatabaseSettings, db_name: str) -> Iterator[Engine]:
+    eng = db.make_engine(db_settings, db_name)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def conn(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    with engine.connect() as connection:
+        tx = connection.begin()
+        try:
+            yield connection
+        finally:
+            if tx.is_active:
+                tx.rollback()
+
+
+@pytest.fixture
+def client(conn: Connection, db_settings: DatabaseSettings) -> Iterator:
+    """An HTTP client for the app whose requests all run inside the test's transaction."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.deps import get_conn
+
+    app = create_app(db_settings=db_settings, db_name=os.environ.get("_unused", None),
+                     connect=False)
+
+    def _test_conn() -> Iterator[Connection]:
+        nested = conn.begin_nested()
+        try:
+            yield conn
+        except Exception:
+            if nested.is_active:
+                nested.rollback()
+            raise
+        else:
+            if nested.is_active:
+                nested.commit()
+
+    app.dependency_overrides[get_conn] = _test_conn
+    with TestClient(app) as test_client:
+        yield test_client
