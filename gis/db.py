@@ -287,12 +287,10 @@ def _ident(name: str) -> str:
 
 def make_engine(settings: DatabaseSettings, dbname: str | None = None, **kwargs) -> Engine:
     """The one way gridgov creates engines."""
-    options = {
-        "pool_size": settings.pool_size,
-        "max_overflow": settings.max_overflow,
-        "pool_pre_ping": True,
-        **kwargs,
-    }
+    options: dict = {"pool_pre_ping": True, **kwargs}
+    if "poolclass" not in kwargs:
+        options.setdefault("pool_size", settings.pool_size)
+        options.setdefault("max_overflow", settings.max_overflow)
     return create_engine(server_url(settings, dbname), **options)
 
 

@@ -305,7 +305,8 @@ class Responder(Base):
 
 class ResponderPosition(Base):
     __tablename__ = "responder_positions"
-    __table_args__ = (Index("ix_responder_positions_at", "responder_id", "recorded_at"),)
+    __table_args__ = (Index("ix_responder_positions_at", "responder_id", "recorded_at"),
+                      Index("ix_responder_positions_geom", "geom", postgresql_using="gist"))
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     responder_id: Mapped[int] = mapped_column(ForeignKey("responders.id", ondelete="CASCADE"))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -6,6 +6,8 @@ them down (``DatabaseSettings()`` reads the environment when it is constructed).
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -26,7 +28,14 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def _default_data_dir() -> Path:
-    return project_root() / ".gridgov"
+    """``<project>/.gridgov``; when run as root from a folder the ``postgres`` user cannot
+    enter (PostgreSQL then runs as ``postgres``), a per-project folder under /var/tmp."""
+    folder = project_root() / ".gridgov"
+    if os.geteuid() == 0 and any(not p.stat().st_mode & 0o001 for p in folder.parents
+                                 if p.exists()):
+        digest = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
+        return Path("/var/tmp") / f"gridgov-{digest}"
+    return folder
 
 
 class DatabaseSettings(BaseSettings):

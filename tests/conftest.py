@@ -55,7 +55,10 @@ def _build_template(settings: DatabaseSettings, fingerprint: str) -> None:
     engine = db.make_engine(settings, TEMPLATE, poolclass=NullPool)
     try:
         with engine.begin() as conn:
-            demo.load_demo(conn, city=CitySettings())
+            try:
+                demo.load_demo(conn, city=CitySettings())
+            except NotImplementedError:  # until the demo loader lands
+                pass
         with engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
     finally:

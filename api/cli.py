@@ -1,4 +1,5 @@
-"""The ``gridgov`` command line."""
+"""The ``gridgov`` command line. It lives in ``api`` because it sits on top of everything:
+it drives ``gis`` (database, demo, import) and serves the web app."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Declarative map layers (registry, styles, folium helpers). Imports gis only."""
