@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("migrate", help="apply Alembic migrations")
-    p.add_argument("revision", nargs="?", default="head")
+    p.add_argument("revision", nargs="?", default="heads")
     p.add_argument("--downgrade", action="store_true")
     p.set_defaults(func=cmd_migrate)
 

@@ -27,7 +27,7 @@ def alembic_config(*, connection: Connection | None = None, dbname: str | None =
 
 
 def upgrade(*, connection: Connection | None = None, dbname: str | None = None,
-            revision: str = "head") -> None:
+            revision: str = "heads") -> None:
     command.upgrade(alembic_config(connection=connection, dbname=dbname), revision)
 
 
