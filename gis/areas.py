@@ -144,24 +144,29 @@ def insert_areas(
             if unknown:
                 raise InvalidInput(f"unknown parent codes: {sorted(unknown)[:10]}",
                                    field="parent_code")
-        params = [
-            {
-                "j": jurisdiction_id, "level": r.level, "code": r.code, "name": r.name,
-                "parent": ids.get(r.parent_code) if r.parent_code else None,
-                "grid_type": r.grid_type, "hh": int(r.households), "pop": int(r.population),
-                "wkb": shapely.to_wkb(r.geom, include_srid=False),
-                "vf": valid_from,
-            }
-            for r in batch
-        ]
+        # One set-based INSERT per level (unnest of arrays), not a round trip per row.
         conn.execute(
             text(
                 "INSERT INTO areas (jurisdiction_id, level, code, name, parent_id, grid_type,"
-                " households, population, valid_from, geom) VALUES (:j, :level, :code, :name,"
-                " :parent, :grid_type, :hh, :pop, COALESCE(CAST(:vf AS timestamptz), now()),"
-                " ST_Multi(ST_SetSRID(ST_GeomFromWKB(:wkb), 4326)))"
+                " households, population, valid_from, geom)"
+                " SELECT :j, :level, t.code, t.name, t.parent, t.grid_type, t.hh, t.pop,"
+                " COALESCE(CAST(:vf AS timestamptz), now()),"
+                " ST_Multi(ST_SetSRID(ST_GeomFromWKB(t.wkb), 4326))"
+                " FROM unnest(CAST(:codes AS text[]), CAST(:names AS text[]),"
+                " CAST(:parents AS bigint[]), CAST(:grid_types AS text[]),"
+                " CAST(:hh AS integer[]), CAST(:pop AS integer[]), CAST(:wkbs AS bytea[]))"
+                " AS t(code, name, parent, grid_type, hh, pop, wkb)"
             ),
-            params,
+            {
+                "j": jurisdiction_id, "level": level, "vf": valid_from,
+                "codes": [r.code for r in batch],
+                "names": [r.name for r in batch],
+                "parents": [ids.get(r.parent_code) if r.parent_code else None for r in batch],
+                "grid_types": [r.grid_type for r in batch],
+                "hh": [int(r.households) for r in batch],
+                "pop": [int(r.population) for r in batch],
+                "wkbs": [shapely.to_wkb(r.geom, include_srid=False) for r in batch],
+            },
         )
         found = conn.execute(
             text("SELECT code, id FROM areas WHERE jurisdiction_id = :j AND level = :level"

@@ -79,16 +79,36 @@ def db_settings() -> DatabaseSettings:
     return settings
 
 
+def _drop_orphans(settings: DatabaseSettings) -> None:
+    """Drop test databases left by pytest processes that are gone (killed runs)."""
+    admin = db.make_engine(settings, "postgres", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            names = conn.execute(text(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'gridgov_test_%'"
+                " AND datname <> :t"), {"t": TEMPLATE}).scalars().all()
+    finally:
+        admin.dispose()
+    for name in names:
+        pid = name.rsplit("_", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            db.drop_database(settings, name)
+
+
 @pytest.fixture(scope="session")
-def db_name(db_settings: DatabaseSettings, worker_id: str) -> str:
-    """This worker's database, a fresh clone of the (cached) demo template."""
+def db_name(db_settings: DatabaseSettings, worker_id: str) -> Iterator[str]:
+    """This process's own database, a fresh clone of the (cached) demo template.
+
+    Named after the worker and the process id, so concurrent pytest runs never share one.
+    """
     fingerprint = _fingerprint()
     lock_path = db_settings.data_dir / "test-template.lock"
+    name = f"gridgov_test_{worker_id}_{os.getpid()}"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        _drop_orphans(db_settings)
         if _template_comment(db_settings) != fingerprint:
             _build_template(db_settings, fingerprint)
-        name = f"gridgov_test_{worker_id}"
         db.drop_database(db_settings, name)
         admin = db.make_engine(db_settings, "postgres", poolclass=NullPool,
                                isolation_level="AUTOCOMMIT")
@@ -97,7 +117,8 @@ def db_name(db_settings: DatabaseSettings, worker_id: str) -> str:
                 conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
         finally:
             admin.dispose()
-    return name
+    yield name
+    db.drop_database(db_settings, name)
 
 
 @pytest.fixture(scope="session")
@@ -127,8 +148,7 @@ def client(conn: Connection, db_settings: DatabaseSettings) -> Iterator:
     from api.app import create_app
     from api.deps import get_conn
 
-    app = create_app(db_settings=db_settings, db_name=os.environ.get("_unused", None),
-                     connect=False)
+    app = create_app(db_settings=db_settings)
 
     def _test_conn() -> Iterator[Connection]:
         nested = conn.begin_nested()
