@@ -8,8 +8,10 @@ PYTEST_ARGS ?=
 SUDO    = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian 12 packages gridgov needs: PostGIS 3 and pgRouting for PostgreSQL 15, GDAL's command
-# line tools (independent OGC API / MVT clients in tests), Chromium for the browser tests.
-OS_PACKAGES = postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting gdal-bin chromium
+# line tools (independent OGC API / MVT clients in tests), Chromium and a CJK font for the
+# browser tests (category names are Chinese).
+OS_PACKAGES = postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting gdal-bin chromium \
+              fonts-wqy-microhei
 
 .PHONY: demo test setup os-packages venv lint typecheck unit serve db-start db-stop clean-db
 
