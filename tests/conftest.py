@@ -55,10 +55,7 @@ def _build_template(settings: DatabaseSettings, fingerprint: str) -> None:
     engine = db.make_engine(settings, TEMPLATE, poolclass=NullPool)
     try:
         with engine.begin() as conn:
-            try:
-                demo.load_demo(conn, city=CitySettings())
-            except NotImplementedError:  # until the demo loader lands
-                pass
+            demo.load_demo(conn, city=CitySettings())
         with engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
     finally:
