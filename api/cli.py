@@ -44,19 +44,24 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gis import demo, schema
+    from gis import auth, demo, schema
 
     settings = DatabaseSettings()
     db.start_cluster(settings)
     schema.upgrade()
     engine = db.make_engine(settings)
+    tokens = settings.data_dir / "demo-tokens.json"
     try:
         with engine.begin() as conn:
             summary = demo.load_demo(conn, city=CitySettings(), progress=True,
                                      reload=args.reload)
+            if summary.get("status") == "loaded" or not tokens.exists():
+                auth.create_demo_accounts(conn, tokens,
+                                          jurisdiction_id=demo.jurisdiction_id(conn))
     finally:
         engine.dispose()
     _print(summary)
+    print(f"demo accounts (one per role): tokens in {tokens}")
     return 0
 
 
@@ -77,6 +82,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    if args.kind == "cases":
+        from api import cli_cases
+
+        return cli_cases.cmd_import_cases(args)
     from gis import io
 
     settings = DatabaseSettings()
@@ -126,6 +135,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_responders(args: argparse.Namespace) -> int:
+    from gis.dispatch import DispatchSettings, prune_positions
+
+    settings = DatabaseSettings()
+    db.start_cluster(settings)
+    engine = db.make_engine(settings)
+    try:
+        with engine.begin() as conn:
+            deleted = prune_positions(conn, settings=DispatchSettings())
+    finally:
+        engine.dispose()
+    _print({"pruned_positions": deleted})
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridgov", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--responders", type=int, default=None, help="default: grids / 4 (min 50)")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("import", help="import areas from GeoJSON, GeoPackage or Shapefile")
-    p.add_argument("kind", choices=["areas"])
+    p = sub.add_parser("import", help="import areas (GeoJSON, GeoPackage, Shapefile) or cases"
+                       " (CSV, GeoJSON)")
+    p.add_argument("kind", choices=["areas", "cases"])
     p.add_argument("file")
     p.add_argument("--layer", default=None)
     p.add_argument("--code-field", default="code")
@@ -161,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", default=None, help="level of every feature (overrides field)")
     p.add_argument("--crs", default=None, help="source EPSG code when the file has none")
     p.add_argument("--jurisdiction", default=None, help="jurisdiction code (default: first)")
+    p.add_argument("--strict", action="store_true",
+                   help="cases: all or nothing (default: valid rows in, invalid rows reported)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("export", help="export a layer to GeoJSON, GeoPackage, Shapefile, CSV")
@@ -176,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("responders", help="responder maintenance: prune the position history"
+                       " to the retention and per-responder cap (GRIDGOV_DISPATCH_*)")
+    p.add_argument("action", choices=["prune"])
+    p.set_defaults(func=cmd_responders)
+
+    from api import cli_cases
+
+    cli_cases.add_parsers(sub)
     return parser
 
 

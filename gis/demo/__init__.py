@@ -241,6 +241,18 @@ def _write_components(conn: Connection, jid: int, demo: DemoCity,
         )
 
 
+# Which categories each kind of zone takes over (codes of gis.categories; a domain or major
+# code covers its subtree). Everything else routes by category default or routing rules.
+ZONE_CATEGORIES = {
+    # street order, construction and advertising events: the street's enforcement squad
+    "enforcement_duty_area": ["E05", "E03", "E02"],
+    # landscaping components, fallen trees and park cleanliness: the park contractor
+    "park_contractor_area": ["C04", "E040104", "E0101"],
+    # water pollution and waterlogging along the shore: the reach's chief
+    "shoreline_reach": ["E0102", "E040103"],
+}
+
+
 def _write_zones(conn: Connection, jid: int, demo: DemoCity,
                  departments: dict[str, int]) -> None:
     rows = []
@@ -260,10 +272,11 @@ def _write_zones(conn: Connection, jid: int, demo: DemoCity,
     if rows:
         conn.execute(
             text("INSERT INTO responsibility_zones (jurisdiction_id, kind, code, name,"
-                 " department_id, organisation, geom) VALUES (:j, :kind, :code, :name, :dept,"
-                 " :org, ST_SetSRID(ST_GeomFromWKB(:wkb), 4326))"),
+                 " department_id, organisation, category_codes, geom) VALUES (:j, :kind, :code,"
+                 " :name, :dept, :org, :cats, ST_SetSRID(ST_GeomFromWKB(:wkb), 4326))"),
             [{"j": jid, "kind": z["kind"], "code": z["code"], "name": z["name"],
-              "dept": departments.get(z["dept"]), "org": z["org"], "wkb": _wkb(z["geom"])}
+              "dept": departments.get(z["dept"]), "org": z["org"],
+              "cats": ZONE_CATEGORIES[z["kind"]], "wkb": _wkb(z["geom"])}
              for z in rows],
         )
 
@@ -313,6 +326,13 @@ def _write_responders(conn: Connection, jid: int, demo: DemoCity, ids: dict[str,
         "INSERT INTO responder_positions (responder_id, recorded_at, geom)"
         " SELECT id, position_at, geom FROM responders"
         " WHERE jurisdiction_id = :j AND geom IS NOT NULL ORDER BY id"), {"j": jid})
+
+
+def jurisdiction_id(conn: Connection) -> int | None:
+    """The demo jurisdiction's id, or None when the demo is not loaded."""
+    jid = conn.execute(text("SELECT id FROM jurisdictions WHERE code = :c"),
+                       {"c": DEMO_CODE}).scalar()
+    return None if jid is None else int(jid)
 
 
 def summarize(conn: Connection, jurisdiction_id: int) -> dict[str, Any]:

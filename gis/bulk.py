@@ -1,0 +1,524 @@
+"""Bulk import of (historical) cases from CSV or GeoJSON, set-based, with per-row errors.
+
+Rows are checked in Python (category, location, times, status…); the valid ones are streamed in
+chunks with ``COPY`` into a temporary table and inserted with **one** ``INSERT … SELECT`` per
+chunk that assigns each case to the grid in force *at its reported_at* (a ``LATERAL`` join on the
+indexed ``area_parts``, smallest code on a shared edge), routes it (zone > category × area rule >
+category default, unless the row names its department) and appends one ``import`` event per
+case in the same statement.
+
+Two modes (``strict``):
+
+- default — valid rows go in, invalid rows are reported (row number, field, message);
+- strict — all or nothing: any invalid row raises ``ImportFailed`` listing every problem, and
+  the caller's transaction (the CLI's, the API request's) is rolled back.
+
+CSV columns (header names, case-insensitive): ``lon``/``lat`` (or ``x``/``y``, ``longitude``/
+``latitude``) or ``wkt``; ``category`` (code); optional ``description``, ``channel`` (default
+``import``), ``status`` (default ``closed`` when ``closed_at`` is given, else ``reported``),
+``reported_at`` (default now), ``closed_at``, ``due_at`` (default: from the category deadline),
+``department``, ``satisfaction``, ``crs`` (per row; else the import's ``crs``) and ``id`` (an
+external id: importing the same file twice skips rows already imported). Naive times are local
+time of the jurisdiction. GeoJSON: Point (or any) geometries, the same names as properties.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import shapely
+from sqlalchemy import Connection, text
+
+from gis import crs as crs_mod
+from gis.auth import Principal
+from gis.calendar import CalendarSettings, WorkingCalendar, load_calendar
+from gis.errors import GridgovError, ImportFailed, InvalidInput
+from gis.models import CASE_STATUSES, CHANNELS
+
+_ALIASES = {
+    "lon": ("lon", "lng", "long", "longitude", "x"),
+    "lat": ("lat", "latitude", "y"),
+    "wkt": ("wkt", "geometry", "geom", "the_geom"),
+    "category": ("category", "category_code", "service_code"),
+    "id": ("id", "external_id", "source_id"),
+}
+_MAX_DESCRIPTION = 10_000
+
+
+@dataclass
+class BulkReport:
+    rows: int = 0
+    inserted: int = 0
+    skipped_existing: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self, strict: bool) -> dict[str, Any]:
+        return {"rows": self.rows, "inserted": self.inserted,
+                "skipped_existing": self.skipped_existing, "rejected": len(self.errors),
+                "strict": strict, "errors": self.errors}
+
+
+class _RowError(Exception):
+    def __init__(self, field_: str, message: str):
+        super().__init__(message)
+        self.field = field_
+        self.message = message
+
+
+# --- reading ------------------------------------------------------------------------------
+
+def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
+    lower = {str(k).strip().lower(): (v.strip() if isinstance(v, str) else v)
+             for k, v in raw.items() if k is not None}
+    out: dict[str, Any] = {}
+    for key, value in lower.items():
+        if value == "":
+            value = None
+        canonical = next((c for c, names in _ALIASES.items() if key in names), key)
+        if out.get(canonical) is None:
+            out[canonical] = value
+    return out
+
+
+def read_csv(source: str | Path | io.TextIOBase) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row number, fields) for each data row; row 1 is the first row after the header."""
+    if isinstance(source, str | Path):
+        with open(source, newline="", encoding="utf-8-sig") as fh:
+            yield from read_csv(fh)
+        return
+    for i, raw in enumerate(csv.DictReader(source), start=1):  # type: ignore[arg-type]
+        yield i, _normalise(raw)
+
+
+def read_geojson(obj: dict[str, Any] | str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(feature number, fields) for each feature; the geometry becomes ``wkt``."""
+    if isinstance(obj, str | Path):
+        with open(obj, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    assert isinstance(obj, dict)
+    if obj.get("type") != "FeatureCollection" or not isinstance(obj.get("features"), list):
+        raise InvalidInput("GeoJSON must be a FeatureCollection with features", field="file")
+    for i, feat in enumerate(obj["features"], start=1):
+        props = _normalise(dict((feat or {}).get("properties") or {}))
+        geom = (feat or {}).get("geometry")
+        if geom is not None:
+            props["__geojson"] = geom
+        yield i, props
+
+
+def read_file(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    suffix = Path(path).suffix.lower()
+    if suffix in (".csv", ".txt"):
+        return read_csv(path)
+    if suffix in (".geojson", ".json"):
+        return read_geojson(path)
+    raise InvalidInput(f"cannot import {Path(path).name}: use .csv or .geojson", field="file")
+
+
+def count_rows(path: str | Path) -> int | None:
+    """A cheap row count for the progress bar (CSV lines minus header)."""
+    if Path(path).suffix.lower() not in (".csv", ".txt"):
+        return None
+    with open(path, "rb") as fh:
+        return max(sum(1 for _ in fh) - 1, 0)
+
+
+# --- checking -----------------------------------------------------------------------------
+
+@dataclass
+class _Context:
+    categories: dict[str, dict[str, Any]]
+    departments: dict[str, int]
+    calendar: WorkingCalendar
+    zone: ZoneInfo
+    default_crs: str | int
+    now: datetime
+
+
+def _time(value: Any, name: str, zone: ZoneInfo) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        text_value = str(value).replace(" ", "T", 1) if len(str(value)) > 10 else str(value)
+        moment = datetime.fromisoformat(text_value)
+    except ValueError as exc:
+        raise _RowError(name, f"{name} {value!r} is not an ISO date/time") from exc
+    if isinstance(moment, datetime) and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment.astimezone(UTC)
+
+
+def _number(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise _RowError(name, f"{name} {value!r} is not a number") from exc
+    if not math.isfinite(number):
+        raise _RowError(name, f"{name} must be finite")
+    return number
+
+
+def _location(r: dict[str, Any], ctx: _Context) -> tuple[float | None, float | None,
+                                                          str | None, int]:
+    """(lon, lat, None, srid) for points; (None, None, wkt, srid) for other geometries."""
+    code = ctx.default_crs
+    if r.get("crs") is not None:
+        try:
+            code = _parse_crs(str(r["crs"]))
+        except GridgovError as exc:
+            raise _RowError("crs", exc.detail) from exc
+    geom = None
+    if r.get("__geojson") is not None:
+        try:
+            geom = shapely.from_geojson(json.dumps(r["__geojson"]))
+        except Exception as exc:  # noqa: BLE001 - shapely raises several types
+            raise _RowError("geometry", "invalid GeoJSON geometry") from exc
+    elif r.get("wkt") is not None:
+        try:
+            geom = shapely.from_wkt(str(r["wkt"]))
+        except Exception as exc:  # noqa: BLE001
+            raise _RowError("wkt", f"invalid WKT {str(r['wkt'])[:40]!r}") from exc
+    if geom is not None:
+        if geom.is_empty:
+            raise _RowError("location", "empty geometry")
+        if geom.geom_type == "Point":
+            x, y = geom.x, geom.y
+        else:
+            if not isinstance(code, int):
+                raise _RowError("crs", "GCJ-02/BD-09 are supported for points only")
+            if not geom.is_valid:
+                raise _RowError("location", "invalid geometry (self-intersection?)")
+            return None, None, geom.wkt, code
+    elif r.get("lon") is None and r.get("lat") is None:
+        raise _RowError("location", "missing location: lon and lat, or wkt")
+    else:
+        if r.get("lon") is None or r.get("lat") is None:
+            raise _RowError("lon" if r.get("lon") is None else "lat",
+                            "lon and lat go together")
+        x, y = _number(r["lon"], "lon"), _number(r["lat"], "lat")
+    if code == crs_mod.WGS84:
+        lon, lat = x, y
+    else:
+        try:
+            lon, lat = _to_wgs84(x, y, code)
+        except GridgovError as exc:
+            raise _RowError("crs", exc.detail) from exc
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise _RowError("lat" if abs(lon) <= 180 else "lon",
+                        f"({lon}, {lat}) is outside lon/lat range")
+    return lon, lat, None, 4326
+
+
+@lru_cache(maxsize=64)
+def _parse_crs(value: str) -> str | int:
+    return crs_mod.parse_crs(value)
+
+
+def _to_wgs84(x: float, y: float, code: str | int) -> tuple[float, float]:
+    if code == "GCJ02":
+        return crs_mod.gcj02_to_wgs84(x, y)
+    if code == "BD09":
+        return crs_mod.bd09_to_wgs84(x, y)
+    assert isinstance(code, int)
+    lon, lat = crs_mod.transformer(code, crs_mod.WGS84).transform(x, y)
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        raise _RowError("crs", f"({x}, {y}) is outside the area of EPSG:{code}")
+    return float(lon), float(lat)
+
+
+def _check_row(r: dict[str, Any], ctx: _Context) -> dict[str, Any]:
+    code = r.get("category")
+    if code is None:
+        raise _RowError("category", "category is required")
+    cat = ctx.categories.get(str(code))
+    if cat is None:
+        raise _RowError("category", f"unknown category {code!r}")
+    if not cat["leaf"]:
+        raise _RowError("category", f"category {code!r} is a class; use a minor category")
+    lon, lat, wkt, srid = _location(r, ctx)
+    reported = _time(r.get("reported_at"), "reported_at", ctx.zone) or ctx.now
+    if reported > ctx.now + timedelta(days=1):
+        raise _RowError("reported_at", "reported_at is in the future")
+    closed = _time(r.get("closed_at"), "closed_at", ctx.zone)
+    status = r.get("status") or ("closed" if closed else "reported")
+    if status not in CASE_STATUSES:
+        raise _RowError("status", f"unknown status {status!r}")
+    if closed is not None and status != "closed":
+        raise _RowError("closed_at", f"closed_at given but status is {status}")
+    if status == "closed" and closed is None:
+        raise _RowError("closed_at", "a closed case needs closed_at")
+    if closed is not None and closed < reported:
+        raise _RowError("closed_at", "closed_at is before reported_at")
+    channel = r.get("channel") or "import"
+    if channel not in CHANNELS:
+        raise _RowError("channel", f"unknown channel {channel!r}")
+    description = r.get("description") or ""
+    if len(description) > _MAX_DESCRIPTION:
+        raise _RowError("description", f"description is over {_MAX_DESCRIPTION:,} characters")
+    department_id = None
+    if r.get("department") is not None:
+        department_id = ctx.departments.get(str(r["department"]))
+        if department_id is None:
+            raise _RowError("department", f"unknown department {r['department']!r}")
+    satisfaction = None
+    if r.get("satisfaction") is not None:
+        satisfaction = int(_number(r["satisfaction"], "satisfaction"))
+        if not 1 <= satisfaction <= 5:
+            raise _RowError("satisfaction", "satisfaction must be 1–5")
+    due = _time(r.get("due_at"), "due_at", ctx.zone)
+    if due is None and cat["deadline_value"] is not None and cat["deadline_unit"]:
+        due = ctx.calendar.add(reported, float(cat["deadline_value"]), cat["deadline_unit"])
+    ext = r.get("id")
+    if ext is not None and len(str(ext)) > 90:
+        raise _RowError("id", "id is longer than 90 characters")
+    return {
+        "category_id": cat["id"], "lineage": cat["lineage"], "urgency": cat["urgency"],
+        "department_id": department_id, "channel": channel, "status": status,
+        "description": description, "reported_at": reported, "closed_at": closed,
+        "due_at": due, "satisfaction": satisfaction, "ext": ext, "lon": lon, "lat": lat,
+        "wkt": wkt, "srid": srid,
+    }
+
+
+# --- loading ------------------------------------------------------------------------------
+
+_STAGE_COLUMNS = ("row_no", "category_id", "lineage", "urgency", "department_id", "channel",
+                  "status", "description", "reported_at", "closed_at", "due_at",
+                  "satisfaction", "ext_key", "lon", "lat", "wkt", "srid")
+
+_CREATE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS _gg_bulk (
+    row_no integer, category_id integer, lineage text[], urgency smallint,
+    department_id integer, channel text, status text, description text,
+    reported_at timestamptz, closed_at timestamptz, due_at timestamptz,
+    satisfaction smallint, ext_key text, lon float8, lat float8, wkt text, srid integer
+) ON COMMIT DROP
+"""
+
+# Every area version's ancestors (by code), for category × area rules.
+_CREATE_ANCESTORS = """
+CREATE TEMP TABLE IF NOT EXISTS _gg_anc ON COMMIT DROP AS
+WITH RECURSIVE anc AS (
+    SELECT a.id AS area_id, a.id, a.parent_id, a.code, 0 AS up
+      FROM areas a WHERE a.jurisdiction_id = :j
+    UNION ALL
+    SELECT anc.area_id, p.id, p.parent_id, p.code, anc.up + 1
+      FROM anc JOIN areas p ON p.id = anc.parent_id
+)
+SELECT area_id, code, up FROM anc
+  WHERE code IN (SELECT area_code FROM routing_rules WHERE jurisdiction_id = :j)
+"""
+
+_LOAD_SQL = """
+WITH staged AS (
+    SELECT b.*,
+           CASE WHEN b.wkt IS NULL THEN ST_SetSRID(ST_MakePoint(b.lon, b.lat), 4326)
+                ELSE ST_Transform(ST_GeomFromText(b.wkt, b.srid), 4326) END AS geom
+      FROM _gg_bulk b
+), located AS (
+    SELECT s.*, g.area_id,
+           ST_PointOnSurface(s.geom) AS pt
+      FROM staged s
+      LEFT JOIN LATERAL (
+          SELECT a.id AS area_id
+            FROM area_parts p JOIN areas a ON a.id = p.area_id
+           WHERE a.jurisdiction_id = :j
+             AND ST_Covers(p.geom, ST_PointOnSurface(s.geom))
+             AND p.valid_from <= s.reported_at
+             AND (p.valid_to IS NULL OR p.valid_to > s.reported_at)
+           ORDER BY p.level DESC, a.code LIMIT 1
+      ) g ON true
+), routed AS (
+    SELECT l.*,
+           COALESCE(l.department_id, zr.department_id, rr.department_id, cr.department_id)
+             AS dep_id,
+           CASE WHEN l.department_id IS NOT NULL THEN 'import'
+                WHEN zr.department_id IS NOT NULL THEN zr.how
+                WHEN rr.department_id IS NOT NULL THEN rr.how
+                ELSE cr.how END AS routed_by
+      FROM located l
+      LEFT JOIN LATERAL (
+          SELECT z.department_id, 'zone:' || z.kind || ':' || z.code AS how
+            FROM responsibility_zones z
+           WHERE z.jurisdiction_id = :j AND z.department_id IS NOT NULL
+             AND ST_Covers(z.geom, l.pt)
+             AND z.valid_from <= l.reported_at
+             AND (z.valid_to IS NULL OR z.valid_to > l.reported_at)
+             AND (z.category_codes IS NULL OR z.category_codes && l.lineage)
+           ORDER BY COALESCE((SELECT max(array_position(l.lineage, cc))
+                                FROM unnest(z.category_codes) cc), 0) DESC,
+                    ST_Area(z.geom), z.code
+           LIMIT 1
+      ) zr ON l.department_id IS NULL AND l.area_id IS NOT NULL
+      LEFT JOIN LATERAL (
+          SELECT r.department_id, 'rule:' || r.area_code || ':' || r.category_code AS how
+            FROM routing_rules r JOIN _gg_anc an ON an.code = r.area_code
+           WHERE r.jurisdiction_id = :j AND an.area_id = l.area_id
+             AND r.category_code = ANY(l.lineage)
+           ORDER BY array_position(l.lineage, CAST(r.category_code AS text)) DESC, an.up
+           LIMIT 1
+      ) rr ON l.department_id IS NULL AND l.area_id IS NOT NULL AND :have_rules
+      LEFT JOIN LATERAL (
+          SELECT c.department_id, 'category:' || c.code AS how
+            FROM categories c
+           WHERE c.code = ANY(l.lineage) AND c.department_id IS NOT NULL
+           ORDER BY array_position(l.lineage, CAST(c.code AS text)) DESC LIMIT 1
+      ) cr ON true
+), ins AS (
+    INSERT INTO cases (jurisdiction_id, category_id, channel, urgency, description, area_id,
+                       department_id, status, reported_at, due_at, closed_at, satisfaction,
+                       idempotency_key, routed_by, geom)
+    SELECT :j, category_id, channel, urgency, description, area_id, dep_id, status,
+           reported_at, due_at, closed_at, satisfaction,
+           CASE WHEN ext_key IS NULL THEN NULL ELSE :key_prefix || ext_key END, routed_by, geom
+      FROM routed WHERE area_id IS NOT NULL
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, status, reported_at, closed_at
+), events AS (
+    INSERT INTO case_events (case_id, actor_id, action, from_state, to_state, note, data, at)
+    SELECT id, :actor_id, 'import', NULL, status, 'historical case imported',
+           jsonb_build_object('actor', CAST(:actor AS jsonb), 'reported_at', reported_at,
+                              'closed_at', closed_at),
+           now()
+      FROM ins
+)
+SELECT (SELECT count(*) FROM ins) AS inserted,
+       (SELECT count(*) FROM routed WHERE area_id IS NOT NULL) AS located,
+       (SELECT array_agg(row_no ORDER BY row_no) FROM routed WHERE area_id IS NULL) AS outside
+"""
+
+
+def _context(conn: Connection, jurisdiction_id: int, default_crs: str | int | None,
+             calendar_settings: CalendarSettings | None, now: datetime) -> _Context:
+    cats: dict[str, dict[str, Any]] = {}
+    rows = conn.execute(text(
+        """
+        WITH RECURSIVE lin AS (
+            SELECT id, code, parent_id, ARRAY[CAST(code AS text)] AS lineage FROM categories
+             WHERE parent_id IS NULL
+            UNION ALL
+            SELECT c.id, c.code, c.parent_id, lin.lineage || CAST(c.code AS text)
+              FROM categories c JOIN lin ON c.parent_id = lin.id
+        )
+        SELECT k.id, k.code, k.urgency, k.deadline_value, k.deadline_unit, k.active,
+               lin.lineage,
+               NOT EXISTS (SELECT 1 FROM categories ch WHERE ch.parent_id = k.id) AS leaf
+          FROM categories k JOIN lin ON lin.id = k.id
+        """)).mappings()
+    for r in rows:
+        cats[r["code"]] = dict(r)
+    deps = {str(c): int(i) for c, i in conn.execute(text("SELECT code, id FROM departments"))}
+    calendar = load_calendar(conn, jurisdiction_id, calendar_settings)
+    return _Context(cats, deps, calendar, calendar.zone,
+                    crs_mod.parse_crs(default_crs), now)
+
+
+def _pg_array(values: list[str]) -> str:
+    return "{" + ",".join('"' + v.replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def _copy(conn: Connection, rows: list[tuple[int, dict[str, Any]]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    for row_no, v in rows:
+        writer.writerow([
+            row_no, v["category_id"], _pg_array(v["lineage"]), v["urgency"],
+            v["department_id"] if v["department_id"] is not None else "", v["channel"],
+            v["status"], v["description"], v["reported_at"].isoformat(),
+            v["closed_at"].isoformat() if v["closed_at"] else "",
+            v["due_at"].isoformat() if v["due_at"] else "",
+            v["satisfaction"] if v["satisfaction"] is not None else "",
+            v["ext"] if v["ext"] is not None else "",
+            repr(v["lon"]) if v["lon"] is not None else "",
+            repr(v["lat"]) if v["lat"] is not None else "",
+            v["wkt"] or "", v["srid"],
+        ])
+    buf.seek(0)
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        # Empty unquoted fields are NULL; descriptions are never NULL.
+        cur.copy_expert(  # type: ignore[attr-defined]
+            f"COPY _gg_bulk ({', '.join(_STAGE_COLUMNS)}) FROM STDIN WITH (FORMAT csv,"
+            " FORCE_NOT_NULL (description))", buf)
+    finally:
+        cur.close()
+
+
+def import_cases(
+    conn: Connection,
+    rows: Iterable[tuple[int, dict[str, Any]]],
+    *,
+    principal: Principal,
+    jurisdiction_id: int | None = None,
+    strict: bool = False,
+    crs: str | int | None = None,
+    chunk_size: int = 20_000,
+    calendar_settings: CalendarSettings | None = None,
+    progress: Any = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Import (row number, fields) rows as cases; returns counts and per-row errors.
+
+    ``progress``: an object with ``update(n)`` (a tqdm bar) advanced per row read.
+    """
+    from gis.areas import default_jurisdiction
+
+    jid = jurisdiction_id if jurisdiction_id is not None else default_jurisdiction(conn)
+    at = (now or datetime.now(UTC)).astimezone(UTC)
+    ctx = _context(conn, jid, crs, calendar_settings, at)
+    have_rules = conn.execute(text("SELECT EXISTS (SELECT 1 FROM routing_rules"
+                                   " WHERE jurisdiction_id = :j)"), {"j": jid}).scalar()
+    conn.execute(text(_CREATE_STAGE))
+    conn.execute(text("TRUNCATE _gg_bulk"))
+    # Empty (and cheap) when the jurisdiction has no category × area rules.
+    conn.execute(text("DROP TABLE IF EXISTS _gg_anc"))
+    conn.execute(text(_CREATE_ANCESTORS), {"j": jid})
+    report = BulkReport()
+    params = {"j": jid, "actor_id": principal.user_id, "have_rules": bool(have_rules),
+              "actor": json.dumps(principal.as_actor()), "key_prefix": f"import:{jid}:"}
+    chunk: list[tuple[int, dict[str, Any]]] = []
+
+    def flush() -> None:
+        if not chunk:
+            return
+        _copy(conn, chunk)
+        res = conn.execute(text(_LOAD_SQL), params).one()
+        conn.execute(text("TRUNCATE _gg_bulk"))
+        report.inserted += int(res.inserted)
+        report.skipped_existing += int(res.located) - int(res.inserted)
+        for row_no in res.outside or []:
+            report.errors.append({"row": row_no, "field": "location",
+                                  "message": "outside every grid in force at reported_at"})
+        chunk.clear()
+
+    for row_no, raw in rows:
+        report.rows += 1
+        if progress is not None:
+            progress.update(1)
+        try:
+            chunk.append((row_no, _check_row(raw, ctx)))
+        except _RowError as exc:
+            report.errors.append({"row": row_no, "field": exc.field, "message": exc.message})
+        if len(chunk) >= chunk_size:
+            flush()
+    flush()
+    report.errors.sort(key=lambda e: e["row"])
+    if strict and report.errors:
+        raise ImportFailed(f"{len(report.errors)} of {report.rows} rows are invalid; nothing"
+                           " was imported (strict)", report.errors)
+    return report.as_dict(strict)
+
+
+__all__ = ["BulkReport", "count_rows", "import_cases", "read_csv", "read_file", "read_geojson"]

@@ -1,0 +1,347 @@
+"""Case intake: one report from any channel becomes one located, routed, dated case.
+
+The whole intake is a handful of statements in the caller's transaction:
+
+1. (with an Idempotency-Key) look the key up: a stored case answers the retry;
+2. one resolve query: category, grid in force (``area_parts`` + ``ST_Covers``, smallest code
+   on a shared edge), department (``gis.routing_rules``), the jurisdiction's calendar days and
+   the open duplicate candidate;
+3. due_at from the category deadline on the working calendar (Python, no I/O);
+4. one INSERT of the case ``ON CONFLICT (idempotency_key) DO NOTHING`` with its events in the
+   same statement; when a racing request won the key, its case is re-read and answered.
+
+Nothing is written unless everything is valid, and a retry with the same key never creates a
+second case, also when the two requests race (the partial unique index decides).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from gis import crs as crs_mod
+from gis.areas import check_lonlat
+from gis.auth import PUBLIC, Principal, require_role
+from gis.calendar import CalendarSettings, build_calendar
+from gis.caseconfig import CHANNEL_ROLES, INTAKE_CHANNELS, CaseSettings
+from gis.errors import InvalidInput
+from gis.routing_rules import LINEAGE_CTE, ROUTING_CTE, tolerance_degrees
+
+CONTACT_FIELDS = ("name", "phone", "email", "address", "note")
+RESPONSE_KEYS = ("id", "status", "category", "category_name", "channel", "urgency", "area_code",
+                 "department", "routed_by", "reported_at", "due_at", "duplicate_of", "overdue",
+                 "lon", "lat")
+
+
+@dataclass
+class Report:
+    """What a reporter sends, channel-independent (the API, Open311 and the CLI fill it)."""
+
+    category: str
+    channel: str = "app"
+    lon: float | None = None
+    lat: float | None = None
+    crs: str | int | None = None
+    component_id: int | None = None
+    description: str = ""
+    contact: dict[str, Any] | None = None
+    media: list[dict[str, Any]] = field(default_factory=list)
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the request's content: the same key with other content is refused."""
+        canonical = {
+            "category": self.category, "channel": self.channel, "lon": self.lon,
+            "lat": self.lat, "crs": str(self.crs) if self.crs is not None else None,
+            "component_id": self.component_id, "description": self.description,
+            "contact": self.contact, "media": sorted(m["sha256"] for m in self.media),
+        }
+        blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class IntakeResult:
+    body: dict[str, Any]
+    created: bool
+
+
+def _validate(report: Report, principal: Principal, settings: CaseSettings) -> None:
+    if report.channel not in INTAKE_CHANNELS:
+        raise InvalidInput(f"unknown channel {report.channel!r}; channels are:"
+                           f" {', '.join(INTAKE_CHANNELS)}", field="channel")
+    require_role(principal, CHANNEL_ROLES[report.channel],
+                 f"report through the {report.channel} channel")
+    if not isinstance(report.category, str) or not report.category.strip():
+        raise InvalidInput("category is required (a category code such as E010101)",
+                           field="category")
+    if len(report.description) > settings.description_max_chars:
+        raise InvalidInput(f"description is {len(report.description):,} characters; the limit"
+                           f" is {settings.description_max_chars:,}", field="description")
+    if report.component_id is None:
+        if report.lon is None and report.lat is None:
+            raise InvalidInput("missing location: give lon and lat (optionally crs), or a"
+                               " component_id", field="location")
+        for name in ("lon", "lat"):
+            if getattr(report, name) is None:
+                raise InvalidInput(f"{name} is missing (lon and lat go together)", field=name)
+    if report.contact is not None:
+        if not isinstance(report.contact, dict):
+            raise InvalidInput("contact must be an object", field="contact")
+        for key, value in report.contact.items():
+            if key not in CONTACT_FIELDS:
+                raise InvalidInput(f"contact.{key} is not a contact field; use"
+                                   f" {', '.join(CONTACT_FIELDS)}", field=f"contact.{key}")
+            if value is not None and (not isinstance(value, str) or len(value) > 200):
+                raise InvalidInput(f"contact.{key} must be text of at most 200 characters",
+                                   field=f"contact.{key}")
+    idem = report.idempotency_key
+    if idem is not None and (not idem.strip() or len(idem) > settings.idempotency_key_max
+                             or not idem.isprintable()):
+        raise InvalidInput(f"Idempotency-Key must be 1–{settings.idempotency_key_max} printable"
+                           " characters (a UUID is ideal)", field="Idempotency-Key")
+
+
+def _stored_key(principal: Principal, key: str) -> str:
+    # Keys are per account (the public shares one namespace): two accounts never collide.
+    owner = f"u{principal.user_id}" if principal.user_id is not None else "public"
+    return f"{owner}:{key}"
+
+
+def _tracking_token(stored_key: str | None, fingerprint: str) -> str:
+    """The reporter's tracking token. With an Idempotency-Key it is derived from key and content,
+    so a retry gets the very same token back; without one it is random."""
+    if stored_key is None:
+        return "gtr_" + secrets.token_urlsafe(24)
+    digest = hashlib.sha256(f"gridgov-tracking|{stored_key}|{fingerprint}".encode()).digest()
+    return "gtr_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")[:32]
+
+
+def hash_tracking(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _replay(conn: Connection, stored_key: str, fingerprint: str) -> IntakeResult | None:
+    row = conn.execute(
+        text("SELECT c.id, c.idempotency_fingerprint, e.data FROM cases c"
+             " JOIN case_events e ON e.case_id = c.id AND e.action = 'report'"
+             " WHERE c.idempotency_key = :k"),
+        {"k": stored_key},
+    ).first()
+    if row is None:
+        return None
+    if row.idempotency_fingerprint != fingerprint:
+        raise InvalidInput("this Idempotency-Key was already used for a different report"
+                           f" (case {row.id}); use a new key for a new report",
+                           field="Idempotency-Key", extra={"case_id": int(row.id)})
+    stored = row.data["response"]
+    # jsonb does not keep key order: restore the order of the first answer.
+    body = {k: stored[k] for k in RESPONSE_KEYS if k in stored}
+    body["tracking_token"] = _tracking_token(stored_key, fingerprint)
+    return IntakeResult(body=body, created=False)
+
+
+_RESOLVE_SQL = f"""
+WITH RECURSIVE pt AS (
+    SELECT ST_SetSRID(ST_MakePoint(CAST(:lon AS float8), CAST(:lat AS float8)), 4326) AS g
+), grid AS (
+    SELECT a.id, a.code, a.jurisdiction_id
+      FROM area_parts p JOIN areas a ON a.id = p.area_id, pt
+     WHERE ST_Covers(p.geom, pt.g) AND p.valid_from <= CAST(:at AS timestamptz)
+       AND (p.valid_to IS NULL OR p.valid_to > CAST(:at AS timestamptz))
+     ORDER BY p.level DESC, a.code LIMIT 1
+), {LINEAGE_CTE}, {ROUTING_CTE}, dup AS (
+    SELECT COALESCE(c.duplicate_of, c.id) AS id
+      FROM cases c, pt, cat
+     WHERE c.category_id = cat.id AND c.status NOT IN ('closed', 'rejected')
+       AND c.reported_at >= CAST(:at AS timestamptz) - make_interval(secs => :dup_window_s)
+       AND c.geom && ST_Expand(pt.g, CAST(:dup_deg AS float8))
+       AND ST_DWithin(CAST(c.geom AS geography), CAST(pt.g AS geography),
+                      CAST(:dup_m AS float8))
+     ORDER BY c.geom <-> pt.g, c.id
+     LIMIT 1
+)
+SELECT ST_X(pt.g) AS lon, ST_Y(pt.g) AS lat,
+       k.id AS category_id, k.code AS category_code, k.name AS category_name,
+       k.active AS category_active, k.deadline_value, k.deadline_unit, k.urgency,
+       EXISTS (SELECT 1 FROM categories ch WHERE ch.parent_id = k.id) AS category_has_children,
+       grid.id AS area_id, grid.code AS area_code, grid.jurisdiction_id, j.timezone,
+       routing.dep_id AS department_id, d.code AS department_code, routing.how AS routed_by,
+       (SELECT json_agg(json_build_array(cd.day, cd.working)) FROM calendar_days cd
+         WHERE cd.jurisdiction_id = grid.jurisdiction_id
+           AND cd.day >= CAST(CAST(:at AS timestamptz) AS date) - 2) AS calendar_days,
+       (SELECT id FROM dup) AS duplicate_of
+  FROM pt
+  LEFT JOIN categories k ON k.code = :category
+  LEFT JOIN grid ON true
+  LEFT JOIN jurisdictions j ON j.id = grid.jurisdiction_id
+  LEFT JOIN routing ON true
+  LEFT JOIN departments d ON d.id = routing.dep_id
+"""
+
+_INSERT_SQL = """
+WITH ins AS (
+    INSERT INTO cases (jurisdiction_id, category_id, channel, urgency, description, media,
+                       reporter_contact, area_id, department_id, component_id, status,
+                       reported_at, due_at, duplicate_of, idempotency_key,
+                       idempotency_fingerprint, reporter_id, tracking_sha256, routed_by, geom)
+    VALUES (:jurisdiction_id, :category_id, :channel, :urgency, :description,
+            CAST(:media AS jsonb), CAST(:contact AS jsonb), :area_id, :department_id,
+            :component_id, 'reported', :at, :due_at, :duplicate_of, :key, :fingerprint,
+            :reporter_id, :tracking, :routed_by,
+            ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+), events AS (
+    INSERT INTO case_events (case_id, actor_id, action, from_state, to_state, note, data, at)
+    SELECT ins.id, CAST(:actor_id AS integer), 'report', CAST(NULL AS text), 'reported',
+           CAST(NULL AS text),
+           jsonb_set(CAST(:event_data AS jsonb), '{response,id}', to_jsonb(ins.id)),
+           CAST(:at AS timestamptz)
+      FROM ins
+    UNION ALL
+    SELECT ins.id, CAST(:actor_id AS integer), 'duplicate', 'reported', 'reported',
+           'likely duplicate of case ' || CAST(:duplicate_of AS text),
+           jsonb_build_object('duplicate_of', CAST(:duplicate_of AS bigint)),
+           CAST(:at AS timestamptz)
+      FROM ins WHERE CAST(:duplicate_of AS bigint) IS NOT NULL
+    UNION ALL
+    SELECT o.id, CAST(:actor_id AS integer), 'duplicate_linked', o.status, o.status,
+           'new case ' || ins.id || ' linked as a likely duplicate',
+           jsonb_build_object('case_id', ins.id), CAST(:at AS timestamptz)
+      FROM ins JOIN cases o ON o.id = CAST(:duplicate_of AS bigint)
+)
+SELECT id FROM ins
+"""
+
+
+def _category_error(conn: Connection, code: str) -> InvalidInput:
+    close = conn.execute(
+        text("SELECT code FROM categories WHERE code LIKE :p AND active ORDER BY code LIMIT 5"),
+        {"p": code[:3] + "%"}).scalars().all()
+    hint = f"; similar codes: {', '.join(close)}" if close else ""
+    return InvalidInput(f"unknown category {code!r} (GET /api/categories lists them){hint}",
+                        field="category")
+
+
+def create_case(
+    conn: Connection,
+    report: Report,
+    *,
+    principal: Principal = PUBLIC,
+    settings: CaseSettings | None = None,
+    calendar_settings: CalendarSettings | None = None,
+    now: datetime | None = None,
+) -> IntakeResult:
+    """Record a report as a case (status ``reported``) and its ``report`` event.
+
+    Returns the response body (``id``, ``status``, ``area_code``, ``department``, ``due_at``,
+    ``tracking_token``…) and whether a case was created (False: an Idempotency-Key retry).
+    """
+    settings = settings or CaseSettings()
+    _validate(report, principal, settings)
+    fingerprint = report.fingerprint()
+    stored_key = (_stored_key(principal, report.idempotency_key)
+                  if report.idempotency_key is not None else None)
+    if stored_key is not None:
+        replay = _replay(conn, stored_key, fingerprint)
+        if replay is not None:
+            return replay
+
+    if report.component_id is not None:
+        # Location = the component's (a point on it, for lines and polygons).
+        comp = conn.execute(
+            text("SELECT ST_X(p) AS lon, ST_Y(p) AS lat FROM (SELECT ST_PointOnSurface(geom)"
+                 " AS p FROM components WHERE id = :id) s"), {"id": report.component_id},
+        ).first()
+        if comp is None:
+            raise InvalidInput(f"unknown component_id {report.component_id}",
+                               field="component_id")
+        lon, lat = float(comp.lon), float(comp.lat)
+    else:
+        assert report.lon is not None and report.lat is not None
+        code = crs_mod.parse_crs(report.crs)
+        if code == crs_mod.WGS84:
+            check_lonlat(report.lon, report.lat)
+        lon, lat = crs_mod.to_wgs84(report.lon, report.lat, code)
+        check_lonlat(lon, lat)
+    at = (now or datetime.now(UTC)).astimezone(UTC)
+    row = conn.execute(text(_RESOLVE_SQL), {
+        "component_id": report.component_id, "lon": lon, "lat": lat, "at": at,
+        "category": report.category, "line_tol_m": settings.zone_line_tolerance_m,
+        "tol_deg": tolerance_degrees(settings.zone_line_tolerance_m, lat),
+        "dup_window_s": settings.duplicate_window_h * 3600, "dup_m": settings.duplicate_radius_m,
+        "dup_deg": tolerance_degrees(settings.duplicate_radius_m, lat),
+    }).mappings().one()
+
+    if row["category_id"] is None:
+        raise _category_error(conn, report.category)
+    if not row["category_active"]:
+        raise InvalidInput(f"category {report.category!r} is retired", field="category")
+    if row["category_has_children"]:
+        raise InvalidInput(f"category {report.category!r} ({row['category_name']}) is a class;"
+                           " report with one of its minor categories", field="category")
+    if row["area_id"] is None:
+        raise InvalidInput(f"location ({row['lon']:.6f}, {row['lat']:.6f}) is outside every"
+                           " grid in force", field="location")
+    due_at = None
+    if row["deadline_value"] is not None and row["deadline_unit"]:
+        days = [(date.fromisoformat(d), bool(w)) for d, w in (row["calendar_days"] or [])]
+        calendar = build_calendar(row["timezone"] or "UTC", calendar_settings, days)
+        due_at = calendar.add(at, float(row["deadline_value"]), row["deadline_unit"])
+
+    tracking = _tracking_token(stored_key, fingerprint)
+    values = {
+        "id": None, "status": "reported", "category": row["category_code"],
+        "category_name": row["category_name"], "channel": report.channel,
+        "urgency": row["urgency"], "area_code": row["area_code"],
+        "department": row["department_code"], "routed_by": row["routed_by"],
+        "reported_at": at.isoformat(), "due_at": due_at.isoformat() if due_at else None,
+        "duplicate_of": row["duplicate_of"], "overdue": False,
+        "lon": round(row["lon"], 7), "lat": round(row["lat"], 7),
+    }
+    response = {k: values[k] for k in RESPONSE_KEYS}
+    event_data = {"actor": principal.as_actor(), "response": response}
+    case_id = conn.execute(text(_INSERT_SQL), {
+        "jurisdiction_id": row["jurisdiction_id"], "category_id": row["category_id"],
+        "channel": report.channel, "urgency": row["urgency"],
+        "description": report.description,
+        "media": json.dumps(report.media) if report.media else None,
+        "contact": json.dumps(report.contact, ensure_ascii=False) if report.contact else None,
+        "area_id": row["area_id"], "department_id": row["department_id"],
+        "component_id": report.component_id, "at": at, "due_at": due_at,
+        "duplicate_of": row["duplicate_of"], "key": stored_key, "fingerprint": fingerprint,
+        "reporter_id": principal.user_id, "tracking": hash_tracking(tracking),
+        "routed_by": row["routed_by"], "lon": row["lon"], "lat": row["lat"],
+        "actor_id": principal.user_id,
+        "event_data": json.dumps(event_data, ensure_ascii=False, default=str),
+    }).scalar()
+    if case_id is None:
+        # A concurrent request with the same key committed first: answer with its case.
+        assert stored_key is not None
+        replay = _replay(conn, stored_key, fingerprint)
+        if replay is None:  # pragma: no cover - the conflicting row must be visible now
+            raise InvalidInput("Idempotency-Key conflict, retry", field="Idempotency-Key")
+        return replay
+    response["id"] = int(case_id)
+    return IntakeResult(body={**response, "tracking_token": tracking}, created=True)
+
+
+def deadline_for(conn: Connection, category_code: str, jurisdiction_id: int, start: datetime,
+                 calendar_settings: CalendarSettings | None = None) -> datetime | None:
+    """The due time of a case of ``category_code`` reported at ``start`` (None: no deadline)."""
+    from gis.calendar import load_calendar
+
+    row = conn.execute(text("SELECT deadline_value, deadline_unit FROM categories"
+                            " WHERE code = :c"), {"c": category_code}).first()
+    if row is None or row.deadline_value is None or not row.deadline_unit:
+        return None
+    calendar = load_calendar(conn, jurisdiction_id, calendar_settings)
+    return calendar.add(start, float(row.deadline_value), row.deadline_unit)
