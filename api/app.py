@@ -10,15 +10,27 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import errors
-from api.routes import areas, health
+from api import errors, security
+from api.routes import (
+    areas,
+    cases,
+    categories,
+    facilities,
+    health,
+    live,
+    ogc,
+    responders,
+    styles,
+    tiles,
+    users,
+)
 from gis import __version__, db
 from gis.settings import DatabaseSettings
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-def create_app(db_settings: DatabaseSettings | None = None, **_: object) -> FastAPI:
+def create_app(db_settings: DatabaseSettings | None = None) -> FastAPI:
     settings = db_settings or DatabaseSettings()
 
     @asynccontextmanager
@@ -27,6 +39,7 @@ def create_app(db_settings: DatabaseSettings | None = None, **_: object) -> Fast
         try:
             yield
         finally:
+            live.close(app)
             app.state.engine.dispose()
 
     app = FastAPI(
@@ -36,8 +49,18 @@ def create_app(db_settings: DatabaseSettings | None = None, **_: object) -> Fast
         lifespan=lifespan,
     )
     errors.install(app)
+    security.install(app)
     app.include_router(health.router)
     app.include_router(areas.router)
+    app.include_router(cases.router)
+    app.include_router(categories.router)
+    app.include_router(users.router)
+    tiles.install(app)
+    app.include_router(styles.router)
+    app.include_router(ogc.router)
+    app.include_router(responders.router)
+    app.include_router(facilities.router)
+    app.include_router(live.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

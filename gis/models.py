@@ -7,7 +7,7 @@ the two so they cannot drift.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from geoalchemy2 import Geometry
@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -331,6 +332,12 @@ class Case(Base):
         Index("ix_cases_category", "category_id"),
         Index("uq_cases_idempotency", "idempotency_key", unique=True,
               postgresql_where=text("idempotency_key IS NOT NULL")),
+        Index("ix_cases_open_due", "due_at",
+              postgresql_where=text("status NOT IN ('closed', 'rejected')")),
+        Index("ix_cases_duplicate_of", "duplicate_of",
+              postgresql_where=text("duplicate_of IS NOT NULL")),
+        Index("ix_cases_reporter", "reporter_id",
+              postgresql_where=text("reporter_id IS NOT NULL")),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
@@ -353,6 +360,13 @@ class Case(Base):
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     satisfaction: Mapped[int | None] = mapped_column(SmallInteger)
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    idempotency_fingerprint: Mapped[str | None] = mapped_column(
+        String(64), comment="SHA-256 of the request that used idempotency_key")
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    tracking_sha256: Mapped[str | None] = mapped_column(
+        String(64), comment="SHA-256 of the reporter's tracking token")
+    routed_by: Mapped[str | None] = mapped_column(
+        Text, comment="which rule chose the department: component, zone, rule, category")
     geom: Mapped[Any] = mapped_column(_geom("GEOMETRY"))
 
 
@@ -406,25 +420,38 @@ class RoadEdge(Base):
 
 
 class Plan(Base):
+    """A planner's draft: a copy of an area subtree (``root_area_id``; NULL = the whole
+    jurisdiction) edited in ``plan_areas`` and published as a new boundary version.
+    ``version`` counts the operations applied (undo and redo included)."""
+
     __tablename__ = "plans"
     __table_args__ = (CheckConstraint("status IN ('draft', 'published', 'discarded')",
                                       name="status"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
     name: Mapped[str] = mapped_column(Text)
-    root_area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"))
+    root_area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
     status: Mapped[str] = mapped_column(String(16), server_default="draft")
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     check_result: Mapped[dict | None] = mapped_column(JSONB)
+    version: Mapped[int] = mapped_column(Integer, server_default="0",
+                                         comment="operations applied so far")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    published_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
 class PlanArea(Base):
+    """One area of a plan. ``version`` grows with every change (optimistic locking: an edit
+    names the version it saw); counts are cached from the buildings inside."""
+
     __tablename__ = "plan_areas"
     __table_args__ = (Index("ix_plan_areas_geom", "geom", postgresql_using="gist"),
-                      Index("ix_plan_areas_plan", "plan_id"))
+                      Index("ix_plan_areas_plan", "plan_id"),
+                      Index("ix_plan_areas_parent", "plan_id", "parent_key"))
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
     source_area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
@@ -434,4 +461,123 @@ class PlanArea(Base):
     name: Mapped[str] = mapped_column(Text)
     locked: Mapped[bool] = mapped_column(Boolean, server_default="false")
     version: Mapped[int] = mapped_column(Integer, server_default="1")
+    grid_type: Mapped[str | None] = mapped_column(Text)
+    households: Mapped[int] = mapped_column(Integer, server_default="0")
+    population: Mapped[int] = mapped_column(Integer, server_default="0")
+    area_m2: Mapped[float] = mapped_column(Float, server_default="0")
     geom: Mapped[Any] = mapped_column(_geom("MULTIPOLYGON"))
+
+
+class PlanOp(Base):
+    """The operation log of a plan, for undo/redo: rows of ``plan_areas`` before and after
+    (geometry as hex WKB). Undone operations stay until a new operation replaces them."""
+
+    __tablename__ = "plan_ops"
+    __table_args__ = (UniqueConstraint("plan_id", "seq", name="uq_plan_ops_seq"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict | None] = mapped_column(JSONB)
+    summary: Mapped[dict | None] = mapped_column(JSONB)
+    before: Mapped[list] = mapped_column(JSONB)
+    after: Mapped[list] = mapped_column(JSONB)
+    undone: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DataVersion(Base):
+    """Change marker of a dataset (``road_edges``...), stamped by a statement trigger from a
+    sequence, so in-memory caches such as the routing graph rebuild exactly when it changed."""
+
+    __tablename__ = "data_versions"
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+
+class CalendarDay(Base):
+    """A date that breaks the weekday rule: a holiday (``working`` false) or a make-up working
+    day (调休, ``working`` true), per jurisdiction."""
+
+    __tablename__ = "calendar_days"
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    working: Mapped[bool] = mapped_column(Boolean)
+    name: Mapped[str | None] = mapped_column(Text)
+
+
+class RoutingRule(Base):
+    """Category × area routing: cases of ``category_code`` (or its subtree) located in the area
+    subtree of ``area_code`` go to ``department_id``. Codes, not ids, so rules survive redraws."""
+
+    __tablename__ = "routing_rules"
+    __table_args__ = (UniqueConstraint("jurisdiction_id", "area_code", "category_code",
+                                       name="uq_routing_rules_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"))
+    area_code: Mapped[str] = mapped_column(String(32))
+    category_code: Mapped[str] = mapped_column(String(16))
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class CaseSummon(Base):
+    """吹哨报到: a street summons a department to a case; the department's first response is
+    recorded so response time can be measured."""
+
+    __tablename__ = "case_summons"
+    __table_args__ = (Index("ix_case_summons_case", "case_id"),
+                      Index("ix_case_summons_open", "department_id",
+                            postgresql_where=text("responded_at IS NULL")))
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
+    summoned_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    summoned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                  server_default=func.now())
+    responded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class TileInvalidation(Base):
+    """Where map data changed: written by statement triggers (migration 0002_tiles), read by the
+    tile cache (``gis/tilecache.py``) to evict exactly the tiles that show the change."""
+
+    __tablename__ = "tile_invalidations"
+    __table_args__ = (Index("ix_tile_invalidations_txid", "txid"),
+                      Index("ix_tile_invalidations_at", "at"))
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    txid: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("(pg_current_xact_id())::text::bigint"),
+        comment="writing transaction (xid8 as bigint)")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                         server_default=text("clock_timestamp()"),
+                                         comment="time of the (last) write")
+    table_name: Mapped[str] = mapped_column(Text)
+    lon_min: Mapped[float | None] = mapped_column(Float, comment="lon/lat box; NULL = everything")
+    lat_min: Mapped[float | None] = mapped_column(Float)
+    lon_max: Mapped[float | None] = mapped_column(Float)
+    lat_max: Mapped[float | None] = mapped_column(Float)
+    n_rows: Mapped[int | None] = mapped_column(Integer,
+                                               comment="changed boxes folded into this row")
+
+
+class TileCaseCell(Base):
+    """Case counts per tile-pyramid cell (levels 12/14/16), category (0 = all) and open/closed,
+    kept exact by triggers on ``cases``; aggregated case tiles read it."""
+
+    __tablename__ = "tile_case_cells"
+    cz: Mapped[int] = mapped_column(SmallInteger, primary_key=True,
+                                    comment="cell level (tile zoom)")
+    cx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cy: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category_id: Mapped[int] = mapped_column(Integer, primary_key=True,
+                                             comment="0 = all categories")
+    open: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,446 @@
+"""Tiles and GeoJSON: gridgov (cache off / warm) against tipg and the raw SQL ceiling.
+
+Side by side in one run, on the same database and a seeded list of requests:
+
+- ``grids_z12``, ``grids_z14``: grid tiles (``/tiles/grids`` vs tipg's ``public.areas`` tiles
+  with ``level=3`` and the same properties);
+- ``cases_z10``, ``cases_z14``: case tiles (gridgov draws counts per cell at z10 from its
+  rollup; tipg has no aggregation and returns up to 10,000 points);
+- ``geojson_cases``, ``geojson_grids``: ``/ogc/.../items?bbox=...&limit=100`` vs tipg's items.
+
+Targets: gridgov with the tile cache off ("cold": every request renders), gridgov warm (cache
+on, every tile fetched once first), tipg (separate venv, same worker count and DB pool size),
+and the ceiling: the very SQL gridgov runs, executed directly with psycopg2 from as many
+threads as the client has. Then the time from a committed edit to a changed tile.
+
+Loopback only; every loop is bounded by a request count and a duration. Typical use::
+
+    GRIDGOV_DB_NAME=gridgov_bench .venv/bin/python bench/bench_tiles.py \\
+        --build --tipg-python /tmp/tipg-venv/bin/python
+
+``--build`` creates the synthetic city (20,000 grids, 1,000,000 cases) when the database has
+no cases. Results: a Markdown table on stdout and JSON in bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import mercantile
+from sqlalchemy import Engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gis import db, ogc, schema  # noqa: E402
+from gis.settings import DatabaseSettings  # noqa: E402
+from layers import tiles as layer_tiles  # noqa: E402
+from layers.registry import get_layer  # noqa: E402
+
+GRID_PROPS = "code,name,level,grid_type,households,population,area_m2"
+CASE_GEOJSON_PROPS = "status,urgency,channel,reported_at,due_at,closed_at,category_id"
+CASE_PROPS = "status,urgency,reported_at,due_at,category_id"  # ~ gridgov tile props
+
+
+@dataclass
+class Request:
+    workload: str
+    gridgov: str  # path + query
+    tipg: str
+    sql: Callable[[Any], bytes | str] | None = None  # the raw SQL gridgov runs
+
+
+@dataclass
+class Result:
+    workload: str
+    target: str
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+# --- requests -----------------------------------------------------------------------------
+
+def city_bounds(engine: Engine) -> tuple[float, float, float, float]:
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM"
+            " (SELECT ST_Extent(geom) e FROM areas WHERE valid_to IS NULL AND level = 0) s")).one()
+    if row[0] is None:
+        raise SystemExit("no areas in the database: run with --build")
+    return float(row[0]), float(row[1]), float(row[2]), float(row[3])
+
+
+def tiles_in(bounds: Sequence[float], z: int, n: int, rng: random.Random) -> list[mercantile.Tile]:
+    all_tiles = list(mercantile.tiles(*bounds, zooms=[z]))
+    rng.shuffle(all_tiles)
+    return all_tiles[:n]
+
+
+def build_requests(bounds: Sequence[float], n: int, seed: int) -> list[Request]:
+    rng = random.Random(seed)
+    grids, cases = get_layer("grids"), get_layer("cases")
+    out: list[Request] = []
+    for z in (12, 14):
+        for t in tiles_in(bounds, z, n, rng):
+            out.append(Request(
+                f"grids_z{z}", f"/tiles/grids/{z}/{t.x}/{t.y}.mvt",
+                f"/collections/public.areas/tiles/WebMercatorQuad/{z}/{t.x}/{t.y}"
+                f"?level=3&properties={GRID_PROPS}",
+                lambda c, z=z, t=t: layer_tiles.render_tile(c, grids, z, t.x, t.y, {})))
+    for z in (10, 14):
+        for t in tiles_in(bounds, z, n, rng):
+            out.append(Request(
+                f"cases_z{z}", f"/tiles/cases/{z}/{t.x}/{t.y}.mvt",
+                f"/collections/public.cases/tiles/WebMercatorQuad/{z}/{t.x}/{t.y}"
+                f"?properties={CASE_PROPS}",
+                lambda c, z=z, t=t: layer_tiles.render_tile(c, cases, z, t.x, t.y, {})))
+    x0, y0, x1, y1 = bounds
+    for name, layer, extra in (("geojson_cases", cases, {}),
+                               ("geojson_grids", grids, {"level": "3"})):
+        for _ in range(n):
+            w, h = 0.01, 0.008  # about 850 m x 900 m
+            bx = rng.uniform(x0, x1 - w)
+            by = rng.uniform(y0, y1 - h)
+            bbox = (round(bx, 5), round(by, 5), round(bx + w, 5), round(by + h, 5))
+            q = {"bbox": ",".join(map(str, bbox)), "limit": "100"}
+            table = "cases" if layer is cases else "areas"
+            props = CASE_GEOJSON_PROPS if layer is cases else GRID_PROPS
+            out.append(Request(
+                name, f"/ogc/collections/{layer.name}/items?{urlencode(q)}",
+                f"/collections/public.{table}/items?{urlencode({**q, **extra})}"
+                f"&properties={props}",
+                lambda c, layer=layer, bbox=bbox: ogc.features_page(
+                    c, layer.source, ogc.FeatureQuery(bbox=bbox), limit=100)[0]))
+    return out
+
+
+# --- load generation ------------------------------------------------------------------------
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def run_load(name: str, target: str, jobs: Sequence[Callable[[], bool]], *, concurrency: int,
+             duration_s: float, max_requests: int) -> Result:
+    """Cycle through ``jobs`` from ``concurrency`` threads until the time or count is up."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    counter = iter(range(max_requests))
+    deadline = time.perf_counter() + duration_s
+
+    def worker(offset: int) -> None:
+        nonlocal errors
+        local: list[float] = []
+        bad = 0
+        i = offset
+        while time.perf_counter() < deadline:
+            with lock:
+                if next(counter, None) is None:
+                    break
+            job = jobs[i % len(jobs)]
+            i += 1
+            start = time.perf_counter()
+            ok = job()
+            local.append(time.perf_counter() - start)
+            bad += 0 if ok else 1
+        with lock:
+            latencies.extend(local)
+            errors += bad
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(k * 7919,)) for k in range(concurrency)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    took = time.perf_counter() - started
+    return Result(name, target, len(latencies), round(took, 2),
+                  round(len(latencies) / took, 1), round(_percentile(latencies, 0.5) * 1e3, 2),
+                  round(_percentile(latencies, 0.99) * 1e3, 2), errors)
+
+
+class Http:
+    """One keep-alive connection per thread to a loopback server."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.local = threading.local()
+
+    def get(self, path: str, headers: dict[str, str] | None = None
+            ) -> tuple[int, bytes, dict[str, str]]:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            self.local.conn = conn
+        try:
+            conn.request("GET", path, headers=headers or {})
+            resp = conn.getresponse()
+            body = resp.read()
+            return resp.status, body, {k.lower(): v for k, v in resp.getheaders()}
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            self.local.conn = None
+            return 599, b"", {}
+
+    def job(self, path: str) -> Callable[[], bool]:
+        return lambda: self.get(path)[0] in (200, 204)
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(cmd: list[str], env: dict[str, str], port: int, probe: str
+                 ) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    client = Http(port)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise SystemExit(f"server {cmd[0]} exited: {err[-2000:]}")
+        if client.get(probe)[0] == 200:
+            return proc
+        time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit(f"server on port {port} did not answer {probe}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def tcp_url(settings: DatabaseSettings) -> str:
+    """Both servers reach PostgreSQL the same way: TCP on loopback (tipg needs a host)."""
+    if settings.database_url:
+        return settings.database_url
+    return f"postgresql://postgres@127.0.0.1:{settings.pg_port}/{settings.db_name}"
+
+
+def gridgov_server(settings: DatabaseSettings, *, cache_mb: int, workers: int, pool: int
+                   ) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {**os.environ, "GRIDGOV_DATABASE_URL": tcp_url(settings),
+           "GRIDGOV_DB_NAME": settings.db_name, "GRIDGOV_POOL_SIZE": str(pool),
+           "GRIDGOV_MAX_OVERFLOW": "0", "GRIDGOV_TILES_CACHE_MB": str(cache_mb)}
+    cmd = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host",
+           "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log",
+           "--log-level", "warning"]
+    return start_server(cmd, env, port, "/health"), port
+
+
+def tipg_server(settings: DatabaseSettings, python: str, *, workers: int, pool: int
+                ) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": tcp_url(settings), "TIPG_DB_MIN_CONN_SIZE": str(pool),
+           "TIPG_DB_MAX_CONN_SIZE": str(pool), "TIPG_DB_TABLES": '["public.areas","public.cases"]',
+           "TIPG_MAX_FEATURES_PER_TILE": "10000", "TIPG_DEBUG": "FALSE"}
+    cmd = [python, "-m", "uvicorn", "tipg.main:app", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    return start_server(cmd, env, port, "/collections"), port
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+def edit_latency(engine: Engine, port: int, bounds: Sequence[float], rounds: int
+                 ) -> list[float]:
+    """Seconds from the commit of a grid rename to the first response showing a new tile."""
+    client = Http(port)
+    cx, cy = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
+    with engine.connect() as conn:
+        area_id, name = conn.execute(text(
+            "SELECT id, name FROM areas WHERE level = 3 AND valid_to IS NULL"
+            " AND ST_Covers(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326)) LIMIT 1"),
+            {"x": cx, "y": cy}).one()
+    t = mercantile.tile(cx, cy, 14)
+    path = f"/tiles/grids/14/{t.x}/{t.y}.mvt"
+    out = []
+    try:
+        for i in range(rounds):
+            etag = client.get(path)[2].get("etag", "")
+            time.sleep(0.3)
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE areas SET name = :n WHERE id = :id"),
+                             {"n": f"{name} (edit {i})", "id": area_id})
+            committed = time.perf_counter()
+            while time.perf_counter() - committed < 5:
+                status, _, headers = client.get(path, {"If-None-Match": etag})
+                if status == 200 and headers.get("etag") != etag:
+                    out.append(time.perf_counter() - committed)
+                    break
+                time.sleep(0.005)
+            else:
+                out.append(float("inf"))
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE areas SET name = :n WHERE id = :id"),
+                         {"n": name, "id": area_id})
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db-name", default=os.environ.get("GRIDGOV_DB_NAME", "gridgov_bench"))
+    parser.add_argument("--build", action="store_true",
+                        help="build the synthetic city if the database has no cases")
+    parser.add_argument("--grids", type=int, default=20_000)
+    parser.add_argument("--cases", type=int, default=1_000_000)
+    parser.add_argument("--tiles", type=int, default=40, help="requests per workload")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument("--max-requests", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--pool", type=int, default=10)
+    parser.add_argument("--tipg-python", default="/tmp/tipg-venv/bin/python",
+                        help="python of a separate venv with tipg installed ('' to skip)")
+    parser.add_argument("--edits", type=int, default=10)
+    parser.add_argument("--only", default="", help="comma list of workloads to run")
+    args = parser.parse_args(argv)
+
+    settings = DatabaseSettings(db_name=args.db_name)
+    db.start_cluster(settings)
+    schema.upgrade(dbname=args.db_name)
+    engine = db.make_engine(DatabaseSettings(database_url=tcp_url(settings)),
+                            pool_size=args.pool, max_overflow=0)
+    with engine.connect() as conn:
+        n_cases = conn.execute(text("SELECT count(*) FROM cases")).scalar_one()
+    if n_cases == 0 and args.build:
+        from gis import synth
+
+        print(f"building the synthetic city ({args.grids} grids, {args.cases} cases)...",
+              flush=True)
+        synth.build_synth(engine, grids=args.grids, seed=args.seed, cases=args.cases,
+                          progress=True)
+    with engine.connect() as conn:
+        counts = conn.execute(text(
+            "SELECT (SELECT count(*) FROM areas WHERE level = 3 AND valid_to IS NULL),"
+            " (SELECT count(*) FROM cases)")).one()
+    print(f"database {args.db_name}: {counts[0]} grids, {counts[1]} cases", flush=True)
+    bounds = city_bounds(engine)
+    requests = build_requests(bounds, args.tiles, args.seed)
+    workloads = sorted({r.workload for r in requests}, key=[r.workload for r in requests].index)
+    if args.only:
+        workloads = [w for w in workloads if w in args.only.split(",")]
+    results: list[Result] = []
+    load = {"concurrency": args.concurrency, "duration_s": args.duration,
+            "max_requests": args.max_requests}
+
+    def measure(target: str, jobs_for: Callable[[Request], Callable[[], bool]],
+                warm: bool = False) -> None:
+        for w in workloads:
+            jobs = [jobs_for(r) for r in requests if r.workload == w]
+            if warm:
+                for job in jobs:
+                    job()
+            results.append(run_load(w, target, jobs, **load))  # type: ignore[arg-type]
+            print(f"  {w:15s} {target:15s} {results[-1].rps:9.1f} req/s"
+                  f"  p50 {results[-1].p50_ms:8.2f} ms  p99 {results[-1].p99_ms:8.2f} ms"
+                  f"  errors {results[-1].errors}", flush=True)
+
+    # The ceiling: gridgov's own SQL, straight through psycopg2.
+    def sql_job(r: Request) -> Callable[[], bool]:
+        def run() -> bool:
+            with engine.connect() as conn:
+                assert r.sql is not None
+                r.sql(conn)
+            return True
+        return run
+
+    print("raw SQL ceiling", flush=True)
+    measure("sql_ceiling", sql_job)
+    edits: list[float] = []
+
+    for target, cache_mb in (("gridgov_cold", 0), ("gridgov_warm", 256)):
+        print(target, flush=True)
+        proc, port = gridgov_server(settings, cache_mb=cache_mb, workers=args.workers,
+                                    pool=args.pool)
+        try:
+            client = Http(port)
+            measure(target, lambda r, c=client: c.job(r.gridgov), warm=cache_mb > 0)
+            if cache_mb > 0 and args.edits:
+                edits = edit_latency(engine, port, bounds, args.edits)
+        finally:
+            stop(proc)
+
+    if args.tipg_python:
+        print("tipg", flush=True)
+        proc, port = tipg_server(settings, args.tipg_python, workers=args.workers,
+                                 pool=args.pool)
+        try:
+            client = Http(port)
+            measure("tipg", lambda r, c=client: c.job(r.tipg))
+        finally:
+            stop(proc)
+
+    table = report(results, workloads)
+    print(table)
+    edit_ms = [round(e * 1e3, 1) for e in edits]
+    if edit_ms:
+        print(f"edit → changed tile: p50 {statistics.median(edit_ms):.1f} ms,"
+              f" max {max(edit_ms):.1f} ms over {len(edit_ms)} edits")
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out_dir / f"tiles-{stamp}.json").write_text(json.dumps({
+        "args": vars(args), "grids": counts[0], "cases": counts[1],
+        "results": [asdict(r) for r in results], "edit_to_tile_ms": edit_ms}, indent=1))
+    engine.dispose()
+    return 0
+
+
+def report(results: list[Result], workloads: Sequence[str]) -> str:
+    by = {(r.workload, r.target): r for r in results}
+    targets = ["gridgov_cold", "gridgov_warm", "tipg", "sql_ceiling"]
+    lines = ["| workload | " + " | ".join(f"{t} req/s (p50/p99 ms)" for t in targets)
+             + " | cold/tipg | cold/ceiling | warm/tipg |",
+             "|---" * (len(targets) + 4) + "|"]
+    for w in workloads:
+        cells = []
+        for t in targets:
+            r = by.get((w, t))
+            cells.append(f"{r.rps:.0f} ({r.p50_ms:.1f}/{r.p99_ms:.1f})" if r else "–")
+
+        def ratio(a: str, b: str, w: str = w) -> str:
+            ra, rb = by.get((w, a)), by.get((w, b))
+            return f"{ra.rps / rb.rps:.2f}×" if ra and rb and rb.rps else "–"
+
+        lines.append(f"| {w} | " + " | ".join(cells) + f" | {ratio('gridgov_cold', 'tipg')} |"
+                     f" {ratio('gridgov_cold', 'sql_ceiling')} | {ratio('gridgov_warm', 'tipg')} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
