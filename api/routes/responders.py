@@ -1,0 +1,207 @@
+"""Responders: list, create, status, live positions (one and batch), nearest by line or road.
+
+Auth: every handler here depends on :func:`dispatch_principal`, the one hook to swap for the
+role checks of ``api/security.py`` when it lands (dispatchers and admins read and search;
+devices of on-duty responders send positions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from api.deps import ConnDep, commit
+from api.schemas import feature_collection, parse_bbox
+from gis import crs, dispatch, nearest
+from gis.areas import check_lonlat
+from gis.dispatch import DispatchSettings, PositionIn
+from gis.nearest import NearestQuery
+
+router = APIRouter(prefix="/api", tags=["responders"])
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling. A placeholder until bearer tokens and roles (api/security.py) exist."""
+
+    name: str = "anonymous"
+    role: str | None = None
+    user_id: int | None = None
+    department_id: int | None = None
+    scope_area_ids: tuple[int, ...] | None = None
+
+
+async def dispatch_principal(request: Request) -> Principal:
+    """The single auth dependency of the dispatch endpoints (responders, facilities, live).
+
+    Today it admits everyone; replace its body with the token/role check of api/security.py.
+    (``async`` because it does no I/O: FastAPI then calls it inline instead of in a thread.)
+    """
+    return Principal()
+
+
+AuthDep = Annotated[Principal, Depends(dispatch_principal)]
+
+
+async def get_dispatch_settings(request: Request) -> DispatchSettings:
+    """Settings built once per app (from ``GRIDGOV_DISPATCH_*``), kept on ``app.state``."""
+    settings = getattr(request.app.state, "dispatch_settings", None)
+    if settings is None:
+        settings = DispatchSettings()
+        request.app.state.dispatch_settings = settings
+    return settings
+
+
+SettingsDep = Annotated[DispatchSettings, Depends(get_dispatch_settings)]
+
+
+class ResponderIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = "staff"
+    department: str | None = Field(None, description="department code")
+    skills: list[str] = Field(default_factory=list, max_length=50)
+    status: str = "off"
+    jurisdiction_id: int | None = None
+
+
+class ResponderPatch(BaseModel):
+    status: str | None = Field(None, description="available, busy or off")
+    name: str | None = Field(None, max_length=200)
+    department: str | None = Field(None, description="department code; empty string clears")
+    skills: list[str] | None = Field(None, max_length=50)
+
+
+class PositionBody(BaseModel):
+    lon: float = Field(description="longitude (or x in `crs`)")
+    lat: float = Field(description="latitude (or y in `crs`)")
+    crs: str | int | None = Field(None, description="EPSG code, GCJ-02 or BD-09; default WGS84")
+    recorded_at: datetime | None = Field(None, description="device time; default now")
+
+
+class BatchPosition(PositionBody):
+    id: int
+
+
+class BatchBody(BaseModel):
+    positions: list[BatchPosition]
+
+
+def _feature(row: dict[str, Any]) -> dict[str, Any]:
+    lon, lat = row.pop("lon", None), row.pop("lat", None)
+    geometry = {"type": "Point", "coordinates": [lon, lat]} if lon is not None else None
+    props = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+    return {"type": "Feature", "id": row["id"], "geometry": geometry, "properties": props}
+
+
+@router.get("/responders")
+def list_responders(
+    conn: ConnDep,
+    principal: AuthDep,
+    settings: SettingsDep,
+    status: Annotated[str | None, Query(description="available, busy or off")] = None,
+    department: Annotated[str | None, Query(description="department code")] = None,
+    skill: str | None = None,
+    bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
+) -> dict:
+    """Responders as a GeoJSON FeatureCollection (geometry null when off duty or unknown)."""
+    rows = dispatch.list_responders(conn, settings=settings, status=status,
+                                    department=department, skill=skill, bbox=parse_bbox(bbox))
+    return {"type": "FeatureCollection", "features": [_feature(r) for r in rows]}
+
+
+@router.post("/responders", status_code=201)
+def create_responder(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
+                     body: ResponderIn) -> dict:
+    row = dispatch.create_responder(conn, settings=settings, **body.model_dump())
+    commit(conn)
+    return _feature(row)
+
+
+@router.get("/responders/nearest")
+def nearest_responders(
+    conn: ConnDep,
+    principal: AuthDep,
+    settings: SettingsDep,
+    lon: Annotated[float, Query(description="longitude (or x in `crs`)")],
+    lat: Annotated[float, Query(description="latitude (or y in `crs`)")],
+    k: Annotated[int, Query(description="how many (1 … max_k, default 50)")] = 5,
+    mode: Annotated[str, Query(description="straight or road")] = "straight",
+    status: Annotated[str, Query(description="available, busy or any")] = "available",
+    skill: str | None = None,
+    department: Annotated[str | None, Query(description="department code")] = None,
+    route: Annotated[bool, Query(description="road mode: include the route geometry")] = False,
+    crs_: Annotated[str | None, Query(alias="crs")] = None,
+    jurisdiction: Annotated[str | None, Query(
+        description="jurisdiction code; default: the one whose roads are nearest")] = None,
+) -> dict:
+    """Nearest responders, ranked: by geodesic distance (straight) or by ETA over the roads
+    (road). ``reason`` says why fewer than k were found."""
+    x, y = point_param(lon, lat, crs_)
+    jid = dispatch.jurisdiction_id(conn, jurisdiction)
+    q = NearestQuery(lon=x, lat=y, k=k, mode=mode, status=status, skill=skill,  # type: ignore[arg-type]
+                     department=department, route=route, jurisdiction_id=jid)
+    return nearest.nearest(conn, q, settings=settings, kind="responders")
+
+
+def point_param(lon: float, lat: float, crs_: str | None) -> tuple[float, float]:
+    code = crs.parse_crs(crs_)
+    if code == crs.WGS84:
+        check_lonlat(lon, lat)
+    return crs.to_wgs84(lon, lat, code)
+
+
+@router.put("/responders/positions")
+def put_positions(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
+                  body: BatchBody) -> dict:
+    """Many position reports at once (devices or a gateway). Refused items are listed with a
+    reason (unknown id, off duty, bad coordinates or time); the others are stored."""
+    items = [PositionIn(id=p.id, lon=p.lon, lat=p.lat, crs=p.crs, recorded_at=p.recorded_at)
+             for p in body.positions]
+    result = dispatch.record_positions(conn, items, settings=settings)
+    commit(conn)
+    return result.as_dict()
+
+
+@router.get("/responders/{responder_id}")
+def get_responder(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
+                  responder_id: int) -> dict:
+    return _feature(dispatch.get_responder(conn, responder_id, settings=settings))
+
+
+@router.patch("/responders/{responder_id}")
+def patch_responder(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
+                    responder_id: int, body: ResponderPatch) -> dict:
+    """Change status (available, busy, off) and details. Off duty clears the position."""
+    row = dispatch.update_responder(conn, responder_id, settings=settings,
+                                    **body.model_dump(exclude_unset=True))
+    commit(conn)
+    return _feature(row)
+
+
+@router.put("/responders/{responder_id}/position")
+def put_position(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
+                 responder_id: int, body: PositionBody) -> dict:
+    """One position report. 409 when the responder is off duty (positions are not kept)."""
+    row = dispatch.record_position(
+        conn, PositionIn(id=responder_id, lon=body.lon, lat=body.lat, crs=body.crs,
+                         recorded_at=body.recorded_at), settings=settings)
+    commit(conn)
+    moved, recorded = row.pop("moved"), row.pop("recorded")
+    feature = _feature(row)
+    feature["properties"].update({"moved": moved, "recorded": recorded})
+    return feature
+
+
+@router.get("/responders/{responder_id}/positions")
+def get_positions(conn: ConnDep, principal: AuthDep, settings: SettingsDep, responder_id: int,
+                  limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict:
+    """The responder's on-duty history (thinned, within retention), newest first."""
+    dispatch.get_responder(conn, responder_id, settings=settings)  # 404 when unknown
+    rows = dispatch.position_history(conn, responder_id, limit=limit)
+    for r in rows:
+        r["geometry"] = f'{{"type":"Point","coordinates":[{r.pop("lon")},{r.pop("lat")}]}}'
+    return feature_collection(rows, id_key="recorded_at", drop=())

@@ -1,0 +1,187 @@
+"""Live changes from the database: one LISTEN connection per process, fanned out to subscribers.
+
+Triggers (migration ``0002_dispatch``) send ``NOTIFY gridgov_live`` with small JSON payloads
+for every responder position/status change and every case change (up to 25 per payload).
+NOTIFY is delivered only on commit, so subscribers never see changes that were rolled back.
+The listener numbers events (``seq``) and keeps the last ``buffer`` of them so a reconnecting
+client can resume from its ``Last-Event-ID``; if the connection to the database drops,
+subscribers get a ``resync`` event (reload the full state) once it is back.
+
+No web code here: the API bridges :meth:`ChangeListener.subscribe` callbacks to its streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from itertools import count
+from typing import Any
+
+from sqlalchemy import Engine
+
+log = logging.getLogger("gridgov.live")
+
+CHANNEL = "gridgov_live"
+
+Event = dict[str, Any]
+Callback = Callable[[Event], None]
+
+
+def expand(payload: str) -> list[Event]:
+    """One NOTIFY payload → events. The triggers send ``{"type": t, "items": [...]}`` (up to
+    25 changed rows of one statement) or ``{"type": t, "op": "bulk", "count": n}`` when one
+    statement changed too many rows to stream (an import): that becomes a ``resync``.
+
+    >>> expand('{"type": "case", "items": [{"id": 1}, {"id": 2}]}')
+    [{'type': 'case', 'id': 1}, {'type': 'case', 'id': 2}]
+    >>> expand('{"type": "case", "op": "bulk", "count": 90000}')[0]["type"]
+    'resync'
+    """
+    try:
+        note = json.loads(payload)
+    except ValueError:
+        return []
+    if not isinstance(note, dict):
+        return []
+    kind = note.get("type")
+    if note.get("op") == "bulk":
+        return [{"type": "resync", "kind": kind,
+                 "reason": f"{note.get('count')} {kind} rows changed at once"}]
+    items = note.get("items")
+    if isinstance(items, list):
+        return [{"type": kind, **item} for item in items if isinstance(item, dict)]
+    return [note]
+
+
+class ChangeListener:
+    """Background thread: ``LISTEN gridgov_live`` and call every subscriber for each event.
+
+    >>> # listener = ChangeListener(engine); token = listener.subscribe(print); ...
+    >>> # listener.unsubscribe(token); listener.stop()
+    """
+
+    def __init__(self, engine: Engine, *, buffer: int = 2000, poll_s: float = 0.5):
+        self._engine = engine
+        self._poll_s = poll_s
+        self._subscribers: dict[int, Callback] = {}
+        self._tokens = count(1)
+        self._seq = count(1)
+        self._recent: deque[Event] = deque(maxlen=buffer)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- subscription --------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callback) -> int:
+        with self._lock:
+            token = next(self._tokens)
+            self._subscribers[token] = callback
+        self.start()
+        return token
+
+    def unsubscribe(self, token: int) -> None:
+        with self._lock:
+            self._subscribers.pop(token, None)
+
+    @property
+    def subscribers(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
+    def since(self, seq: int) -> list[Event] | None:
+        """Buffered events after ``seq``; None when ``seq`` is older than the buffer."""
+        with self._lock:
+            if not self._recent:
+                return []
+            if seq < self._recent[0]["seq"] - 1:
+                return None
+            return [e for e in self._recent if e["seq"] > seq]
+
+    @property
+    def last_seq(self) -> int:
+        with self._lock:
+            return self._recent[-1]["seq"] if self._recent else 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, *, wait_s: float = 5.0) -> None:
+        """Start the thread (idempotent) and wait until it is listening."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._ready.clear()
+                self._thread = threading.Thread(target=self._run, name="gridgov-live",
+                                                daemon=True)
+                self._thread.start()
+        self._ready.wait(wait_s)
+
+    def stop(self, *, wait_s: float = 5.0) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(wait_s)
+
+    @property
+    def listening(self) -> bool:
+        return self._ready.is_set() and not self._stop.is_set()
+
+    # -- the thread ----------------------------------------------------------------------------
+
+    def _publish(self, event: Event) -> None:
+        with self._lock:
+            event["seq"] = next(self._seq)
+            self._recent.append(event)
+            targets = list(self._subscribers.values())
+        for callback in targets:
+            try:
+                callback(event)
+            except Exception:  # noqa: BLE001 - one bad subscriber must not stop the feed
+                log.exception("live subscriber failed")
+
+    def _run(self) -> None:
+        backoff = 0.5
+        lost = False
+        while not self._stop.is_set():
+            raw = None
+            try:
+                raw = self._engine.raw_connection()
+                pg: Any = raw.dbapi_connection
+                raw.detach()  # this connection is ours for as long as we listen
+                pg.autocommit = True
+                with pg.cursor() as cur:
+                    cur.execute(f"LISTEN {CHANNEL}")
+                self._ready.set()
+                if lost:
+                    self._publish({"type": "resync", "reason": "live feed reconnected"})
+                backoff = 0.5
+                while not self._stop.is_set():
+                    readable, _, _ = select.select([pg], [], [], self._poll_s)
+                    if not readable:
+                        continue
+                    pg.poll()
+                    while pg.notifies:
+                        note = pg.notifies.pop(0)
+                        for event in expand(note.payload):
+                            self._publish(event)
+            except Exception as exc:  # noqa: BLE001 - reconnect on any database trouble
+                if self._stop.is_set():
+                    break
+                lost = True
+                self._ready.clear()
+                log.warning("live listener lost the database (%s); retrying",
+                            type(exc).__name__)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                if raw is not None:
+                    with contextlib.suppress(Exception):
+                        raw.close()  # detached: closes the DBAPI connection itself
+        self._ready.clear()

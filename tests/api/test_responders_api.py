@@ -1,0 +1,194 @@
+"""HTTP: responders (list, create, status, positions) and nearest responders/facilities."""
+
+from __future__ import annotations
+
+import pytest
+from shapely.geometry import shape
+from sqlalchemy import Connection
+
+from gis.crs import transformer
+from tests.dispatch_factories import (
+    Town,
+    add_facility,
+    add_responder,
+    ensure_departments,
+    ladder_town,
+)
+
+
+@pytest.fixture
+def town(conn: Connection) -> Town:
+    ensure_departments(conn, "FIRE", "SANITATION")
+    return ladder_town(conn)
+
+
+def nearest(client, at: tuple[float, float], **params: object):  # type: ignore[no-untyped-def]
+    return client.get("/api/responders/nearest",
+                      params={"lon": at[0], "lat": at[1], "jurisdiction": "TEST-LADDER",
+                              **params})
+
+
+# --- nearest ----------------------------------------------------------------------------------
+
+
+def test_nearest_by_road_returns_ranked_results_with_eta_and_route(client, conn, town) -> None:
+    add_responder(conn, town.jurisdiction_id, "ahead", town.at["b2"])
+    add_responder(conn, town.jurisdiction_id, "behind", town.at["b0"])
+    r = nearest(client, town.mid("b1", "b2"), k=2, mode="road", route="true")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [x["name"] for x in body["results"]] == ["behind", "ahead"]
+    first = body["results"][0]
+    assert {"id", "name", "distance_m", "eta_s", "straight_m"} <= first.keys()
+    assert first["eta_s"] == pytest.approx(10.8, abs=0.5)
+    assert shape(first["route"]).length > 0
+    assert body["reason"] is None
+
+
+def test_nearest_straight_without_jurisdiction_uses_the_one_at_the_point(
+        client, conn, town) -> None:
+    add_responder(conn, town.jurisdiction_id, "ahead", town.at["b2"])
+    r = client.get("/api/responders/nearest",
+                   params={"lon": town.at["b1"][0], "lat": town.at["b1"][1], "k": 1})
+    assert r.status_code == 200
+    [hit] = r.json()["results"]
+    assert hit["name"] == "ahead" and hit["distance_m"] == pytest.approx(100, abs=2)
+    assert "eta_s" not in hit
+
+
+def test_nearest_accepts_a_projected_crs(client, conn, town) -> None:
+    add_responder(conn, town.jurisdiction_id, "ahead", town.at["b2"])
+    x, y = transformer(4326, 3857).transform(*town.at["b2"])
+    r = nearest(client, (x, y), k=1, crs="EPSG:3857")
+    assert r.json()["results"][0]["distance_m"] == pytest.approx(0, abs=0.5)
+
+
+@pytest.mark.parametrize("params, field, text", [
+    ({"skill": "juggling"}, "skill", "unknown skill 'juggling'; skills are: "),
+    ({"department": "NOPE"}, "department", "unknown department 'NOPE'"),
+    ({"k": 0}, "k", "k must be between 1 and 50, got 0"),
+    ({"k": 100000}, "k", "k must be between 1 and 50"),
+    ({"k": "many"}, "k", ""),
+    ({"mode": "flying"}, "mode", "use straight or road"),
+    ({"status": "off"}, "status", "off-duty"),
+    ({"lat": 95}, "lat", "outside"),
+    ({"lat": "nan"}, "lat", "finite"),
+    ({"crs": "EPSG:0"}, "crs", ""),
+    ({"jurisdiction": "ATLANTIS"}, "jurisdiction", "TEST-LADDER"),
+])
+def test_bad_nearest_parameters_are_422_naming_the_field(client, conn, town, params, field,
+                                                         text) -> None:
+    add_responder(conn, town.jurisdiction_id, "fire", town.at["b3"], skills=("fire",))
+    r = nearest(client, town.at["b2"], **params)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field and text in r.json()["detail"]
+
+
+def test_unknown_skill_response_lists_the_valid_skills(client, conn, town) -> None:
+    add_responder(conn, town.jurisdiction_id, "fire", town.at["b3"], skills=("fire", "ladder"))
+    body = nearest(client, town.at["b2"], skill="juggling").json()
+    assert {"fire", "ladder"} <= set(body["valid"]) and "fire" in body["detail"]
+
+
+def test_point_outside_the_network_is_an_empty_list_with_the_distance(client, conn, town) -> None:
+    add_responder(conn, town.jurisdiction_id, "r", town.at["b3"])
+    far = (town.at["b2"][0], town.at["b2"][1] + 0.01)
+    for params in ({"jurisdiction": "TEST-LADDER"}, {"jurisdiction": ""}):
+        r = nearest(client, far, mode="road", **params)
+        assert r.status_code == 200
+        assert r.json()["results"] == []
+        assert r.json()["reason"].startswith("outside network: nearest road is 10")
+
+
+def test_no_one_available_and_stale_positions_give_reasons(client, conn, town) -> None:
+    add_responder(conn, town.jurisdiction_id, "busy", town.at["b3"], status="busy")
+    body = nearest(client, town.at["b2"], mode="road").json()
+    assert body == {**body, "results": [], "reason": "no available responder"}
+    add_responder(conn, town.jurisdiction_id, "old", town.at["b3"], age_s=3600)
+    body = nearest(client, town.at["b2"]).json()
+    assert body["results"] == [] and "stale position (older than 600 s)" in body["reason"]
+
+
+# --- responders -------------------------------------------------------------------------------
+
+
+def test_create_list_and_patch_status(client, conn, town) -> None:
+    r = client.post("/api/responders", json={
+        "name": "Crew 1", "kind": "vehicle", "department": "FIRE", "skills": ["fire"],
+        "status": "available", "jurisdiction_id": town.jurisdiction_id})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    r = client.put(f"/api/responders/{rid}/position",
+                   json={"lon": town.at["b1"][0], "lat": town.at["b1"][1]})
+    assert r.status_code == 200 and r.json()["geometry"]["coordinates"] == list(town.at["b1"])
+    listed = client.get("/api/responders", params={"status": "available",
+                                                  "department": "FIRE"}).json()
+    assert rid in [f["id"] for f in listed["features"]]
+    r = client.patch(f"/api/responders/{rid}", json={"status": "off"})
+    assert r.status_code == 200 and r.json()["geometry"] is None
+    assert r.json()["properties"]["status"] == "off"
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"status": "sleeping"}, 422, "status"),
+    ({"department": "NOPE"}, 422, "department"),
+    ({"name": ""}, 422, "name"),
+])
+def test_bad_patch_is_422(client, conn, town, body, status, field) -> None:
+    rid = add_responder(conn, town.jurisdiction_id, "r", town.at["b1"])
+    r = client.patch(f"/api/responders/{rid}", json=body)
+    assert (r.status_code, r.json()["field"]) == (status, field)
+
+
+def test_position_of_unknown_or_off_duty_responder(client, conn, town) -> None:
+    off = add_responder(conn, town.jurisdiction_id, "off", None, status="off")
+    body = {"lon": town.at["b1"][0], "lat": town.at["b1"][1]}
+    assert client.put("/api/responders/999999999/position", json=body).status_code == 404
+    r = client.put(f"/api/responders/{off}/position", json=body)
+    assert r.status_code == 409 and "off duty" in r.json()["detail"]
+    r = client.put(f"/api/responders/{off}/position", json={"lon": 500, "lat": 0})
+    assert (r.status_code, r.json()["field"]) == (422, "lon")
+
+
+def test_batch_positions_store_the_good_and_list_the_refused(client, conn, town) -> None:
+    ids = [add_responder(conn, town.jurisdiction_id, f"r{i}", None) for i in range(3)]
+    off = add_responder(conn, town.jurisdiction_id, "off", None, status="off")
+    positions = [{"id": i, "lon": town.at["b1"][0], "lat": town.at["b1"][1]} for i in ids]
+    positions.append({"id": off, "lon": 10.0, "lat": 50.0})
+    r = client.put("/api/responders/positions", json={"positions": positions})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["accepted"], body["moved"]) == (3, 3)
+    assert [x["id"] for x in body["rejected"]] == [off]
+    history = client.get(f"/api/responders/{ids[0]}/positions").json()
+    assert len(history["features"]) == 1
+
+
+def test_malformed_batch_is_422(client, conn, town) -> None:
+    r = client.put("/api/responders/positions", json={"positions": [{"id": 1, "lon": "x"}]})
+    assert r.status_code == 422 and r.json()["field"].startswith("positions.0")
+
+
+# --- facilities -------------------------------------------------------------------------------
+
+
+def test_facilities_list_and_nearest(client, conn, town) -> None:
+    add_facility(conn, town.jurisdiction_id, "clinic", "West clinic", town.at["b1"])
+    add_facility(conn, town.jurisdiction_id, "clinic", "East clinic", town.at["b3"])
+    add_facility(conn, town.jurisdiction_id, "shelter", "Shelter", town.at["t2"])
+    clinics = client.get("/api/facilities", params={"type": "clinic"}).json()
+    assert {f["properties"]["name"] for f in clinics["features"]} >= {"West clinic",
+                                                                     "East clinic"}
+    r = client.get("/api/facilities/nearest", params={
+        "lon": town.at["b2"][0], "lat": town.at["b2"][1], "type": "clinic", "k": 2,
+        "mode": "road", "direction": "from_point", "jurisdiction": "TEST-LADDER"})
+    assert r.status_code == 200, r.text
+    assert [x["name"] for x in r.json()["results"]] == ["East clinic", "West clinic"]
+
+
+def test_unknown_facility_type_is_422_listing_types(client, conn, town) -> None:
+    add_facility(conn, town.jurisdiction_id, "clinic", "West clinic", town.at["b1"])
+    for path in ("/api/facilities", "/api/facilities/nearest"):
+        r = client.get(path, params={"lon": 10, "lat": 50, "type": "spaceport"})
+        assert r.status_code == 422 and r.json()["field"] == "type"
+        assert "clinic" in r.json()["detail"]
