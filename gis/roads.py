@@ -64,32 +64,41 @@ def insert_network(
 
     Node ids are the caller's (they must be unique in the table); edge costs are computed here.
     """
-    node_rows = [{"id": int(i), "j": jurisdiction_id, "x": float(x), "y": float(y)}
-                 for i, (x, y) in nodes.items()]
-    for start in range(0, len(node_rows), batch):
+    # Set-based inserts (unnest of arrays): one statement per batch, not a round trip per row.
+    node_items = list(nodes.items())
+    for start in range(0, len(node_items), batch):
+        chunk = node_items[start:start + batch]
         conn.execute(
             text("INSERT INTO road_nodes (id, jurisdiction_id, geom)"
-                 " VALUES (:id, :j, ST_SetSRID(ST_MakePoint(:x, :y), 4326))"),
-            node_rows[start:start + batch],
+                 " SELECT t.id, :j, ST_SetSRID(ST_MakePoint(t.x, t.y), 4326)"
+                 " FROM unnest(CAST(:ids AS bigint[]), CAST(:xs AS float8[]),"
+                 " CAST(:ys AS float8[])) AS t(id, x, y)"),
+            {"j": jurisdiction_id, "ids": [int(i) for i, _ in chunk],
+             "xs": [float(p[0]) for _, p in chunk], "ys": [float(p[1]) for _, p in chunk]},
         )
     rows = []
     for e in edges:
         length = geodesic_length_m(e.geom)
         speed = speed_for(e.highway, e.maxspeed_kmh)
         cost = max(length / (speed / 3.6), 0.01)
-        rows.append({
-            "j": jurisdiction_id, "s": e.source, "t": e.target, "cost": cost,
-            "rcost": -1.0 if e.oneway else cost, "len": length, "speed": speed,
-            "oneway": e.oneway, "hw": e.highway, "name": e.name, "sid": e.source_id,
-            "wkb": shapely.to_wkb(e.geom),
-        })
+        rows.append((e.source, e.target, cost, -1.0 if e.oneway else cost, length, speed,
+                     e.oneway, e.highway, e.name, e.source_id, shapely.to_wkb(e.geom)))
+    columns = ("s", "t", "cost", "rcost", "len", "speed", "oneway", "hw", "name", "sid", "wkb")
     for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
+        params: dict = {name: [r[i] for r in chunk] for i, name in enumerate(columns)}
+        params["j"] = jurisdiction_id
         conn.execute(
             text("INSERT INTO road_edges (jurisdiction_id, source, target, cost, reverse_cost,"
-                 " length_m, maxspeed_kmh, oneway, highway, name, source_id, geom) VALUES"
-                 " (:j, :s, :t, :cost, :rcost, :len, :speed, :oneway, :hw, :name, :sid,"
-                 " ST_SetSRID(ST_GeomFromWKB(:wkb), 4326))"),
-            rows[start:start + batch],
+                 " length_m, maxspeed_kmh, oneway, highway, name, source_id, geom)"
+                 " SELECT :j, t.s, t.t, t.cost, t.rcost, t.len, t.speed, t.oneway, t.hw, t.name,"
+                 " t.sid, ST_SetSRID(ST_GeomFromWKB(t.wkb), 4326)"
+                 " FROM unnest(CAST(:s AS bigint[]), CAST(:t AS bigint[]),"
+                 " CAST(:cost AS float8[]), CAST(:rcost AS float8[]), CAST(:len AS float8[]),"
+                 " CAST(:speed AS float8[]), CAST(:oneway AS boolean[]), CAST(:hw AS text[]),"
+                 " CAST(:name AS text[]), CAST(:sid AS text[]), CAST(:wkb AS bytea[]))"
+                 " AS t(s, t, cost, rcost, len, speed, oneway, hw, name, sid, wkb)"),
+            params,
         )
     conn.execute(
         text("SELECT setval(pg_get_serial_sequence('road_nodes', 'id'),"
