@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grids", type=int, default=1300)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cases", type=int, default=None, help="default: 50 per grid")
-    p.add_argument("--responders", type=int, default=None, help="default: 4 per grid, at most 5,000")
+    p.add_argument("--responders", type=int, default=None,
+                   help="default: 4 per grid, at most 5,000")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("import", help="import areas (GeoJSON, GeoPackage, Shapefile) or cases"
