@@ -38,8 +38,8 @@ async def live_filter(principal: AuthDep) -> EventFilter:
     """Role scoping hook: which events this principal may see.
 
     Every event carries ``jurisdiction_id`` and ``department_id`` (cases also ``area_id``), so
-    a scoped role can be limited to its department or area subtree here. Until roles exist
-    (api/security.py) everyone sees every event; payloads never hold private fields.
+    a scoped role is limited here: the public never sees responder events, staff with a
+    department see that department's responders. Payloads never hold private fields.
     """
 
     def allow(event: dict[str, Any]) -> bool:
@@ -49,6 +49,10 @@ async def live_filter(principal: AuthDep) -> EventFilter:
 
 
 def _visible(principal: Principal, event: dict[str, Any]) -> bool:
+    # Positions of on-duty staff are for staff only; the public sees case changes (whose
+    # payloads hold no private fields) and nothing about where responders are.
+    if event.get("type") == "responder" and not principal.is_staff:
+        return False
     if principal.department_id is not None and event.get("type") == "responder":
         return event.get("department_id") in (None, principal.department_id)
     return True

@@ -1,13 +1,11 @@
 """Responders: list, create, status, live positions (one and batch), nearest by line or road.
 
-Auth: every handler here depends on :func:`dispatch_principal`, the one hook to swap for the
-role checks of ``api/security.py`` when it lands (dispatchers and admins read and search;
-devices of on-duty responders send positions).
+Auth: responders and their positions are staff-only (roles below, via ``api/security.py``);
+the public gets 401, other roles 403.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -16,35 +14,32 @@ from pydantic import BaseModel, Field
 
 from api.deps import ConnDep, commit
 from api.schemas import feature_collection, parse_bbox
+from api.security import get_principal, require
 from gis import crs, dispatch, nearest
 from gis.areas import check_lonlat
+from gis.auth import Principal
 from gis.dispatch import DispatchSettings, PositionIn
 from gis.nearest import NearestQuery
 
 router = APIRouter(prefix="/api", tags=["responders"])
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling. A placeholder until bearer tokens and roles (api/security.py) exist."""
+# Who may do what with responders (positions of on-duty staff are not public, DOMAIN.md):
+# read and search — the staff who dispatch or oversee; report positions — devices of field
+# staff and the dispatch centre; change responders — the dispatch centre; read a position
+# history — dispatchers and supervisors only.
+READ_ROLES = ("call_taker", "dispatcher", "supervisor", "analyst", "admin")
+POSITION_ROLES = ("grid_worker", "handler", "dispatcher", "admin")
+MANAGE_ROLES = ("dispatcher", "supervisor", "admin")
+HISTORY_ROLES = ("dispatcher", "supervisor", "admin")
 
-    name: str = "anonymous"
-    role: str | None = None
-    user_id: int | None = None
-    department_id: int | None = None
-    scope_area_ids: tuple[int, ...] | None = None
-
-
-async def dispatch_principal(request: Request) -> Principal:
-    """The single auth dependency of the dispatch endpoints (responders, facilities, live).
-
-    Today it admits everyone; replace its body with the token/role check of api/security.py.
-    (``async`` because it does no I/O: FastAPI then calls it inline instead of in a thread.)
-    """
-    return Principal()
-
-
-AuthDep = Annotated[Principal, Depends(dispatch_principal)]
+AuthDep = Annotated[Principal, Depends(get_principal)]
+ReadDep = Annotated[Principal, Depends(require(*READ_ROLES, what="see responders"))]
+PositionDep = Annotated[Principal, Depends(require(*POSITION_ROLES,
+                                                   what="report responder positions"))]
+ManageDep = Annotated[Principal, Depends(require(*MANAGE_ROLES, what="manage responders"))]
+HistoryDep = Annotated[Principal, Depends(require(*HISTORY_ROLES,
+                                                  what="read position histories"))]
 
 
 async def get_dispatch_settings(request: Request) -> DispatchSettings:
@@ -100,7 +95,7 @@ def _feature(row: dict[str, Any]) -> dict[str, Any]:
 @router.get("/responders")
 def list_responders(
     conn: ConnDep,
-    principal: AuthDep,
+    principal: ReadDep,
     settings: SettingsDep,
     status: Annotated[str | None, Query(description="available, busy or off")] = None,
     department: Annotated[str | None, Query(description="department code")] = None,
@@ -114,7 +109,7 @@ def list_responders(
 
 
 @router.post("/responders", status_code=201)
-def create_responder(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
+def create_responder(conn: ConnDep, principal: ManageDep, settings: SettingsDep,
                      body: ResponderIn) -> dict:
     row = dispatch.create_responder(conn, settings=settings, **body.model_dump())
     commit(conn)
@@ -124,7 +119,7 @@ def create_responder(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
 @router.get("/responders/nearest")
 def nearest_responders(
     conn: ConnDep,
-    principal: AuthDep,
+    principal: ReadDep,
     settings: SettingsDep,
     lon: Annotated[float, Query(description="longitude (or x in `crs`)")],
     lat: Annotated[float, Query(description="latitude (or y in `crs`)")],
@@ -155,7 +150,7 @@ def point_param(lon: float, lat: float, crs_: str | None) -> tuple[float, float]
 
 
 @router.put("/responders/positions")
-def put_positions(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
+def put_positions(conn: ConnDep, principal: PositionDep, settings: SettingsDep,
                   body: BatchBody) -> dict:
     """Many position reports at once (devices or a gateway). Refused items are listed with a
     reason (unknown id, off duty, bad coordinates or time); the others are stored."""
@@ -167,13 +162,13 @@ def put_positions(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
 
 
 @router.get("/responders/{responder_id}")
-def get_responder(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
+def get_responder(conn: ConnDep, principal: ReadDep, settings: SettingsDep,
                   responder_id: int) -> dict:
     return _feature(dispatch.get_responder(conn, responder_id, settings=settings))
 
 
 @router.patch("/responders/{responder_id}")
-def patch_responder(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
+def patch_responder(conn: ConnDep, principal: ManageDep, settings: SettingsDep,
                     responder_id: int, body: ResponderPatch) -> dict:
     """Change status (available, busy, off) and details. Off duty clears the position."""
     row = dispatch.update_responder(conn, responder_id, settings=settings,
@@ -183,7 +178,7 @@ def patch_responder(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
 
 
 @router.put("/responders/{responder_id}/position")
-def put_position(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
+def put_position(conn: ConnDep, principal: PositionDep, settings: SettingsDep,
                  responder_id: int, body: PositionBody) -> dict:
     """One position report. 409 when the responder is off duty (positions are not kept)."""
     row = dispatch.record_position(
@@ -197,7 +192,7 @@ def put_position(conn: ConnDep, principal: AuthDep, settings: SettingsDep,
 
 
 @router.get("/responders/{responder_id}/positions")
-def get_positions(conn: ConnDep, principal: AuthDep, settings: SettingsDep, responder_id: int,
+def get_positions(conn: ConnDep, principal: HistoryDep, settings: SettingsDep, responder_id: int,
                   limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict:
     """The responder's on-duty history (thinned, within retention), newest first."""
     dispatch.get_responder(conn, responder_id, settings=settings)  # 404 when unknown

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, text
 
 from api.app import create_app
 from gis.areas import create_jurisdiction
+from gis.auth import create_user, issue_token
 from gis.dispatch import DispatchSettings
 from gis.settings import DatabaseSettings
 
@@ -34,6 +35,10 @@ class Server:
     category_id: int
 
 
+# A dispatcher's token: responders and their positions are staff-only.
+AUTH: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def server(db_settings: DatabaseSettings, db_name: str, engine: Engine) -> Iterator[Server]:
     code = f"LIVE-{uuid.uuid4().hex[:6]}"
@@ -42,6 +47,8 @@ def server(db_settings: DatabaseSettings, db_name: str, engine: Engine) -> Itera
         category = conn.execute(text(
             "INSERT INTO categories (code, kind, depth, name) VALUES (:code, 'event', 0,"
             " 'live test') RETURNING id"), {"code": code[-8:]}).scalar_one()
+        user = create_user(conn, f"live-dispatcher-{code}", "dispatcher")
+        AUTH["Authorization"] = f"Bearer {issue_token(conn, user)}"
     app = create_app(db_settings=db_settings.model_copy(update={"db_name": db_name}))
     app.state.dispatch_settings = DispatchSettings(live_heartbeat_s=0.5)
     sock = socket.socket()
@@ -64,16 +71,19 @@ def server(db_settings: DatabaseSettings, db_name: str, engine: Engine) -> Itera
             conn.execute(text("DELETE FROM categories WHERE code = :c"), {"c": code[-8:]})
             conn.execute(text("DELETE FROM responders WHERE jurisdiction_id = :j"), {"j": jid})
             conn.execute(text("DELETE FROM jurisdictions WHERE id = :j"), {"j": jid})
+            conn.execute(text("DELETE FROM users WHERE id = :u"), {"u": user})
 
 
 class Stream:
     """Reads an SSE stream on a thread; ``next(event)`` waits for the next event of a kind."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None):
+    def __init__(self, url: str, headers: dict[str, str] | None = None, *,
+                 public: bool = False):
         self.events: queue.Queue[tuple[str, str | None, dict]] = queue.Queue()
         self.seen: list[tuple[str, str | None, dict]] = []
         self._client = httpx.Client(timeout=httpx.Timeout(10.0, read=30.0))
-        self._cm = self._client.stream("GET", url, headers=headers or {})
+        sent = dict(headers or {}) if public else {**AUTH, **(headers or {})}
+        self._cm = self._client.stream("GET", url, headers=sent)
         self.response = self._cm.__enter__()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -137,7 +147,7 @@ def stream(server: Server) -> Iterator[Stream]:
 
 
 def _responder(server: Server, name: str, status: str = "available") -> int:
-    r = httpx.post(f"{server.url}/api/responders", json={
+    r = httpx.post(f"{server.url}/api/responders", headers=AUTH, json={
         "name": name, "status": status, "jurisdiction_id": server.jurisdiction_id})
     assert r.status_code == 201, r.text
     return int(r.json()["id"])
@@ -145,7 +155,7 @@ def _responder(server: Server, name: str, status: str = "available") -> int:
 
 def test_a_position_put_reaches_a_streaming_client(server: Server, stream: Stream) -> None:
     rid = _responder(server, "walker")
-    r = httpx.put(f"{server.url}/api/responders/{rid}/position",
+    r = httpx.put(f"{server.url}/api/responders/{rid}/position", headers=AUTH,
                   json={"lon": 10.001, "lat": 50.002})
     assert r.status_code == 200
     _, event = stream.next("responder", where={"id": rid, "changes": ["position"]})
@@ -154,9 +164,9 @@ def test_a_position_put_reaches_a_streaming_client(server: Server, stream: Strea
 
 def test_status_change_and_batch_positions_are_streamed(server: Server, stream: Stream) -> None:
     a, b = _responder(server, "a"), _responder(server, "b")
-    httpx.patch(f"{server.url}/api/responders/{a}", json={"status": "busy"})
+    httpx.patch(f"{server.url}/api/responders/{a}", headers=AUTH, json={"status": "busy"})
     stream.next("responder", where={"id": a, "changes": ["status"], "status": "busy"})
-    r = httpx.put(f"{server.url}/api/responders/positions", json={"positions": [
+    r = httpx.put(f"{server.url}/api/responders/positions", headers=AUTH, json={"positions": [
         {"id": a, "lon": 10.0, "lat": 50.0}, {"id": b, "lon": 10.1, "lat": 50.1}]})
     assert r.json()["moved"] == 2, r.text
     stream.next("responder", where={"id": a, "changes": ["position"]})
@@ -184,7 +194,7 @@ def test_heartbeats_keep_an_idle_stream_alive(stream: Stream) -> None:
 def test_last_event_id_replays_missed_events(server: Server, stream: Stream) -> None:
     rid = _responder(server, "resumer")
     ident, _ = stream.next("responder", where={"id": rid, "op": "insert"})
-    httpx.patch(f"{server.url}/api/responders/{rid}", json={"status": "busy"})
+    httpx.patch(f"{server.url}/api/responders/{rid}", headers=AUTH, json={"status": "busy"})
     stream.next("responder", where={"id": rid, "changes": ["status"]})
     again = Stream(f"{server.url}/api/live", headers={"Last-Event-ID": str(ident)})
     try:
@@ -201,7 +211,7 @@ def test_types_filter_and_unknown_type(server: Server) -> None:
     try:
         cases_only.next("hello")
         rid = _responder(server, "unseen")
-        httpx.patch(f"{server.url}/api/responders/{rid}", json={"status": "busy"})
+        httpx.patch(f"{server.url}/api/responders/{rid}", headers=AUTH, json={"status": "busy"})
         _, beat = cases_only.next("heartbeat", timeout=5)
         time.sleep(0.5)
         kinds = [cases_only.events.get_nowait()[0] for _ in range(cases_only.events.qsize())]
@@ -214,7 +224,7 @@ def test_types_filter_and_unknown_type(server: Server) -> None:
 def test_a_batch_of_positions_streams_one_event_per_responder(server: Server,
                                                               stream: Stream) -> None:
     ids = [_responder(server, f"crew {i}") for i in range(60)]
-    r = httpx.put(f"{server.url}/api/responders/positions", json={"positions": [
+    r = httpx.put(f"{server.url}/api/responders/positions", headers=AUTH, json={"positions": [
         {"id": i, "lon": 10.0 + n * 1e-4, "lat": 50.0} for n, i in enumerate(ids)]})
     assert r.json()["moved"] == 60
     for n, i in enumerate(ids):
@@ -231,3 +241,19 @@ def test_a_bulk_load_becomes_one_resync(server: Server, stream: Stream, engine: 
             {"j": server.jurisdiction_id, "c": server.category_id})
     _, event = stream.next("resync")
     assert event["kind"] == "case" and event["reason"] == "5001 case rows changed at once"
+
+
+def test_the_public_never_sees_responder_positions(server: Server) -> None:
+    public = httpx.Client(timeout=10)
+    assert public.put(f"{server.url}/api/responders/positions",
+                      json={"positions": []}).status_code == 401
+    rid = _responder(server, "private walker")
+    watcher = Stream(f"{server.url}/api/live", public=True)
+    try:
+        httpx.put(f"{server.url}/api/responders/{rid}/position", headers=AUTH,
+                  json={"lon": 10.002, "lat": 50.003})
+        watcher.next("heartbeat", timeout=5)
+        watcher.next("heartbeat", timeout=5)
+        assert not [e for e in watcher.seen if e[0] == "responder"]
+    finally:
+        watcher.close()

@@ -14,6 +14,15 @@ from tests.dispatch_factories import (
     ensure_departments,
     ladder_town,
 )
+from tests.factories import account
+
+
+@pytest.fixture(autouse=True)
+def dispatcher(client, conn: Connection) -> str:  # type: ignore[no-untyped-def]
+    """Every request here is a dispatcher's, unless a test says otherwise."""
+    _, token = account(conn, "dispatcher")
+    client.headers["Authorization"] = f"Bearer {token}"
+    return token
 
 
 @pytest.fixture
@@ -192,3 +201,26 @@ def test_unknown_facility_type_is_422_listing_types(client, conn, town) -> None:
         r = client.get(path, params={"lon": 10, "lat": 50, "type": "spaceport"})
         assert r.status_code == 422 and r.json()["field"] == "type"
         assert "clinic" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api/responders"),
+    ("GET", "/api/responders/nearest?lon=10&lat=50"),
+    ("PUT", "/api/responders/positions"),
+    ("GET", "/api/responders/1/positions"),
+])
+def test_responders_are_not_public(client, method: str, path: str) -> None:  # type: ignore[no-untyped-def]
+    del client.headers["Authorization"]
+    r = client.request(method, path, json={"positions": []})
+    assert r.status_code == 401
+
+
+def test_a_reporter_cannot_read_position_histories(client, conn: Connection) -> None:  # type: ignore[no-untyped-def]
+    _, token = account(conn, "reporter")
+    r = client.get("/api/responders/1/positions", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403
+
+
+def test_facilities_stay_public(client, town: Town) -> None:  # type: ignore[no-untyped-def]
+    del client.headers["Authorization"]
+    assert client.get("/api/facilities").status_code == 200

@@ -1,0 +1,59 @@
+"""The live-feed triggers and payloads (migration 0002_dispatch, gis.live)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import Connection, text
+
+from gis.areas import create_jurisdiction
+from gis.live import expand
+
+FULL_CASES = """
+INSERT INTO cases (jurisdiction_id, category_id, channel, urgency, description, status,
+                   reported_at, due_at, closed_at, escalation_level, idempotency_key, geom)
+SELECT :j, :c, 'hotline', 4, repeat('long description ', 500), 'in_progress',
+       now() - interval '3 days 4 hours', now() + interval '17 days 2 hours',
+       now() + interval '1 day', 3, 'live-test-' || g,
+       ST_SetSRID(ST_MakePoint(116.123456789 + g * 1e-6, 39.987654321), 4326)
+  FROM generate_series(1, :n) AS g
+"""
+
+
+@pytest.fixture
+def world(conn: Connection) -> dict[str, int]:
+    jid = create_jurisdiction(conn, code="TEST-LIVE", name="Live", local_srid=25832)
+    cat = conn.execute(text("INSERT INTO categories (code, kind, depth, name)"
+                            " VALUES ('TLIVE', 'event', 0, 'x') RETURNING id")).scalar_one()
+    return {"j": jid, "c": int(cat)}
+
+
+@pytest.mark.parametrize("n", [1, 300, 5001])
+def test_large_statements_on_cases_never_exceed_the_notify_payload_limit(
+        conn: Connection, world: dict[str, int], n: int) -> None:
+    conn.execute(text(FULL_CASES), {**world, "n": n})
+    conn.execute(text("UPDATE cases SET status = 'handled', responder_id = NULL,"
+                      " department_id = NULL WHERE jurisdiction_id = :j"), world)
+    conn.execute(text("DELETE FROM cases WHERE jurisdiction_id = :j"), world)
+
+
+def test_a_batch_of_responder_changes_fits_the_payload_limit(
+        conn: Connection, world: dict[str, int]) -> None:
+    conn.execute(text(
+        "INSERT INTO responders (jurisdiction_id, name, kind, skills, status, position_at, geom)"
+        " SELECT :j, repeat('n', 300), 'vehicle', ARRAY[repeat('s', 60), repeat('t', 60)],"
+        " 'available', now(), ST_SetSRID(ST_MakePoint(116.1234567, 39.9876543), 4326)"
+        " FROM generate_series(1, 20000)"), world)
+    conn.execute(text("UPDATE responders SET position_at = now() + interval '1 s',"
+                      " status = 'busy' WHERE jurisdiction_id = :j"), world)
+
+
+def test_payloads_expand_into_one_event_per_row_and_bulk_into_a_resync() -> None:
+    items = [{"op": "update", "id": i, "changes": ["position"]} for i in range(3)]
+    events = expand(json.dumps({"type": "responder", "items": items}))
+    assert [e["id"] for e in events] == [0, 1, 2]
+    assert all(e["type"] == "responder" for e in events)
+    [bulk] = expand('{"type": "case", "op": "bulk", "count": 9000}')
+    assert bulk == {"type": "resync", "kind": "case", "reason": "9000 case rows changed at once"}
+    assert expand("not json") == [] and expand("[1, 2]") == []
