@@ -85,8 +85,8 @@ def insert_network(
                      e.oneway, e.highway, e.name, e.source_id, shapely.to_wkb(e.geom)))
     columns = ("s", "t", "cost", "rcost", "len", "speed", "oneway", "hw", "name", "sid", "wkb")
     for start in range(0, len(rows), batch):
-        chunk = rows[start:start + batch]
-        params: dict = {name: [r[i] for r in chunk] for i, name in enumerate(columns)}
+        edge_chunk = rows[start:start + batch]
+        params: dict = {name: [r[i] for r in edge_chunk] for i, name in enumerate(columns)}
         params["j"] = jurisdiction_id
         conn.execute(
             text("INSERT INTO road_edges (jurisdiction_id, source, target, cost, reverse_cost,"
