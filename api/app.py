@@ -12,14 +12,21 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors, security
 from api.routes import (
+    analysis,
     areas,
     cases,
     categories,
+    coverage,
     facilities,
     health,
+    kpis,
     live,
     ogc,
+    open311,
+    plans,
     responders,
+    search,
+    stats,
     styles,
     tiles,
     users,
@@ -61,10 +68,42 @@ def create_app(db_settings: DatabaseSettings | None = None) -> FastAPI:
     app.include_router(responders.router)
     app.include_router(facilities.router)
     app.include_router(live.router)
+    app.include_router(kpis.router)
+    app.include_router(coverage.router)
+    app.include_router(analysis.router)
+    app.include_router(stats.router)
+    app.include_router(search.router)
+    app.include_router(plans.router)
+    open311.install(app)
+    app.include_router(open311.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/dashboard", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "dashboard.html")
+
+    @app.get("/command", include_in_schema=False)
+    def command() -> FileResponse:
+        return FileResponse(STATIC / "command.html")
+
+    @app.get("/planner", include_in_schema=False)
+    def planner() -> FileResponse:
+        return FileResponse(STATIC / "planner.html")
+
+    # The public report form and its tracking page (the token is read by the page's script),
+    # and the staff case list.
+    @app.get("/report", include_in_schema=False)
+    @app.get("/report/track/{token}", include_in_schema=False)
+    def report_page(token: str | None = None) -> FileResponse:
+        return FileResponse(STATIC / "report.html",
+                            headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+
+    @app.get("/cases", include_in_schema=False)
+    def cases_page() -> FileResponse:
+        return FileResponse(STATIC / "cases.html", headers={"Referrer-Policy": "no-referrer"})
 
     return app

@@ -338,6 +338,8 @@ class Case(Base):
               postgresql_where=text("duplicate_of IS NOT NULL")),
         Index("ix_cases_reporter", "reporter_id",
               postgresql_where=text("reporter_id IS NOT NULL")),
+        Index("ix_cases_tracking", "tracking_sha256",
+              postgresql_where=text("tracking_sha256 IS NOT NULL")),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
@@ -581,3 +583,49 @@ class TileCaseCell(Base):
                                              comment="0 = all categories")
     open: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     n: Mapped[int] = mapped_column(Integer)
+
+
+class KpiDaily(Base):
+    """Daily case rollup per report day (jurisdiction's local date), grid in force at report
+    time, category and department (0 = none), kept exact by statement triggers on ``cases`` and
+    ``case_events`` (migration 0002_analysis); ``gis/kpis.py`` reads it. ``ttc_s`` holds the
+    exact time to close (seconds) of each closed case, so means and percentiles stay exact."""
+
+    __tablename__ = "kpi_daily"
+    __table_args__ = (Index("ix_kpi_daily_area", "area_id", "day"),)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    category_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    department_id: Mapped[int] = mapped_column(Integer, primary_key=True, comment="0 = none")
+    n: Mapped[int] = mapped_column(Integer, server_default="0", comment="cases reported")
+    n_due: Mapped[int] = mapped_column(Integer, server_default="0",
+                                       comment="with a deadline, not rejected")
+    n_closed: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_on_time: Mapped[int] = mapped_column(Integer, server_default="0")
+    ttc_s: Mapped[list[int]] = mapped_column(ARRAY(Integer), server_default="{}",
+                                             comment="time to close of each closed case")
+    n_rated: Mapped[int] = mapped_column(Integer, server_default="0")
+    sat_sum: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_handled: Mapped[int] = mapped_column(Integer, server_default="0",
+                                           comment="cases handled at least once")
+    n_reopened: Mapped[int] = mapped_column(Integer, server_default="0",
+                                            comment="cases reopened at least once")
+    n_verify: Mapped[int] = mapped_column(Integer, server_default="0",
+                                          comment="verify actions")
+    n_verify_pass: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class KpiTarget(Base):
+    """Configurable target and direction of each KPI (evaluation model, DOMAIN.md)."""
+
+    __tablename__ = "kpi_targets"
+    __table_args__ = (CheckConstraint("direction IN ('higher', 'lower')", name="direction"),
+                      CheckConstraint("weight >= 0", name="weight"))
+    kpi: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(Text)
+    target: Mapped[float | None] = mapped_column(Float)
+    direction: Mapped[str] = mapped_column(String(8))
+    weight: Mapped[float] = mapped_column(Float, server_default="1",
+                                          comment="weight in the composite score (0 = none)")
+    unit: Mapped[str | None] = mapped_column(Text)

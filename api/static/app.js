@@ -1,177 +1,132 @@
-// gridgov map viewer: areas of every level from /api/areas, point lookup from /api/locate.
+// gridgov map viewer: every layer of the registry as vector tiles from this server, drawn with
+// the server's MapLibre style (/styles/default.json), plus a households choropleth of the level
+// chosen in the top bar, a layer switcher, a legend read from the style, popups, a time filter
+// for cases, search (/api/search) and the point lookup (/api/locate).
 //
 // Plain ES module, no build step. MapLibre GL JS is the vendored UMD bundle loaded before this
-// module (window.maplibregl). The style is built here with no external basemap, glyphs or
-// sprites, so the page makes no request beyond this server. `window.gridgov` is a small hook
-// for the browser tests: `ready` (a promise), `map`, and the actions the UI performs.
+// module (window.maplibregl). The style has no basemap, glyphs or sprites: the page asks
+// nothing of anyone but this server. `window.gridgov` is a small hook for the browser tests:
+// `ready` (a promise), `map`, `state` and the actions the UI performs.
+
+import {
+  ApiError, LEVEL_SOURCES, byColour, cap, el, factsList, formatTime, getJSON, humanize,
+  loadStyle, matchEntries, maySeeRestricted, nf, nf1, renderedDistinct, whenIdle, whoAmI,
+} from "./gridmap.js";
 
 const maplibregl = window.maplibregl;
 
 // ColorBrewer GnBu (5 classes): light for few households, dark for many.
-const PALETTE = ["#e0f3db", "#a8ddb5", "#7bccc4", "#43a2ca", "#0868ac"];
+const CHORO = ["#e0f3db", "#a8ddb5", "#7bccc4", "#43a2ca", "#0868ac"];
 const EMPTY_COLOUR = "#d5dbe1";
 const HIGHLIGHT = "#f26b1d";
-const MAX_CLASSES = PALETTE.length;
-const FILL_OPACITY = 0.85;
+const FILL_OPACITY = 0.62;
+const BACKGROUND = "#f4f1ea"; // the default style's background, for legend swatches
+const CLICK_TOLERANCE = 4; // px around a click that still hits a point or a line
+
+// Layers answering clicks, most specific first; area fills come last.
+const POINT_LAYERS = ["responders", "cases-point", "cases-agg", "facilities", "components"];
+const LINE_LAYERS = ["zones-line", "roads"];
 
 const state = {
-  levels: [],          // [{rank, name}], top first, discovered from the data
-  level: null,         // the level name shown
-  features: new Map(), // level name → GeoJSON features (cached)
-  classes: [],         // [{min, max, colour, count}] of the shown level
-  selected: null,      // code of the highlighted area
+  me: null,
+  layerInfo: new Map(), // registry layer name → {title, minzoom, maxzoom}
+  levels: [],           // [{rank, name, source, count, households, population, classes}]
+  level: null,          // the level shown (its name)
+  // source → bool (the layer switcher). Facilities (mostly cameras) and components (dense, from
+  // zoom 15) start hidden so cases and grids read first.
+  visible: { facilities: false, components: false },
+  // Cases of the last 30 days to start with: a year of closed cases would bury the open ones.
+  time: { preset: "30d", since: null, until: null, status: "" },
+  selected: null,       // {code, source} of the highlighted area
+  selectedCase: null,
+  bbox: null,           // extent of all areas
 };
 
 const $ = (sel) => document.querySelector(sel);
-const cap = (s) => s.charAt(0).toUpperCase() + s.slice(1);
-const nf = new Intl.NumberFormat("en");
-const nf1 = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+const levelOf = (name) => state.levels.find((l) => l.name === name);
+const sourceOfLevel = (name) => levelOf(name)?.source;
 
 // ---------------------------------------------------------------------------------------------
-// API
-class ApiError extends Error {
-  constructor(status, detail, field) {
-    super(detail);
-    this.status = status;
-    this.field = field;
-  }
-}
+// Style: the server's default style, plus what this page adds (choropleth fills, hover and
+// highlight outlines, the selected case).
 
-async function getJSON(path, params = {}) {
-  const url = new URL(path, window.location.origin);
-  for (const [k, v] of Object.entries(params)) {
-    if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
-  }
-  const resp = await fetch(url, { headers: { Accept: "application/json" } });
-  if (!resp.ok) {
-    const body = await resp.json().catch(() => ({}));
-    const detail = typeof body.detail === "string" ? body.detail : resp.statusText;
-    throw new ApiError(resp.status, detail, body.field);
-  }
-  return resp.json();
-}
-
-/** The levels present in the data, top first.
- *
- * Walks down one branch of the tree (first area of the top level, then its first child...), so
- * every request answers 200; asking for an unknown level would log a 422 in the console. */
-async function discoverLevels() {
-  const levels = [];
-  let fc = await getJSON("/api/areas", { level: 0, limit: 1 });
-  while (fc.features.length) {
-    const p = fc.features[0].properties;
-    levels.push({ rank: p.level, name: p.level_name });
-    fc = await getJSON("/api/areas", { parent: p.code, limit: 1 });
-  }
-  return levels;
-}
-
-async function loadLevel(name) {
-  if (!state.features.has(name)) {
-    const fc = await getJSON("/api/areas", { level: name });
-    state.features.set(name, fc.features.filter((f) => f.geometry));
-  }
-  return state.features.get(name);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Geometry helpers (lon/lat)
-function bboxOf(features) {
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-  const walk = (c) => {
-    if (typeof c[0] === "number") {
-      if (c[0] < x0) x0 = c[0];
-      if (c[0] > x1) x1 = c[0];
-      if (c[1] < y0) y0 = c[1];
-      if (c[1] > y1) y1 = c[1];
-    } else {
-      for (const cc of c) walk(cc);
-    }
-  };
-  for (const f of features) if (f.geometry) walk(f.geometry.coordinates);
-  return Number.isFinite(x0) ? [[x0, y0], [x1, y1]] : null;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Classes: up to five quantile classes of households, rounded to readable numbers.
-function niceRound(v) {
-  if (v <= 10) return Math.round(v);
-  const step = 10 ** (Math.floor(Math.log10(v)) - 1); // two significant digits
-  return Math.round(v / step) * step;
-}
-
-export function householdClasses(values) {
-  const positive = values.filter((v) => v > 0).sort((a, b) => a - b);
-  const classes = [];
-  const zeros = values.length - positive.length;
-  if (zeros) classes.push({ min: 0, max: 0, colour: EMPTY_COLOUR, count: zeros, stepFrom: 0 });
-  if (!positive.length) return classes;
-  const lo = positive[0];
-  const hi = positive[positive.length - 1];
-  const breaks = [];
-  for (let k = 1; k < MAX_CLASSES; k++) {
-    const b = niceRound(positive[Math.floor((k * positive.length) / MAX_CLASSES)]);
-    if (b > lo && b <= hi && b > (breaks[breaks.length - 1] ?? -Infinity)) breaks.push(b);
-  }
-  const edges = [lo, ...breaks];
-  // Spread the palette over however many classes there are, keeping both ends.
-  const n = edges.length;
-  edges.forEach((min, i) => {
-    const max = i + 1 < n ? edges[i + 1] - 1 : hi;
-    const colour = PALETTE[n === 1 ? PALETTE.length - 1
-      : Math.round((i * (PALETTE.length - 1)) / (n - 1))];
-    const count = positive.filter((v) => v >= min && v <= max).length;
-    // The first positive class starts at 1 on the map (anything above zero), at lo in the legend.
-    classes.push({ min, max, colour, count, stepFrom: i === 0 ? 1 : min });
+function classColours(classes) {
+  const positive = classes.filter((c) => c.max > 0).length;
+  let i = 0;
+  return classes.map((c) => {
+    if (c.max === 0) return EMPTY_COLOUR;
+    const colour = CHORO[positive === 1 ? CHORO.length - 1
+      : Math.round((i * (CHORO.length - 1)) / (positive - 1))];
+    i += 1;
+    return colour;
   });
-  return classes;
 }
 
-function fillColourExpression(classes) {
-  if (!classes.length) return EMPTY_COLOUR;
-  // step: the first colour below the second class's minimum, and so on.
-  const expr = ["step", ["coalesce", ["get", "households"], 0], classes[0].colour];
-  for (const c of classes.slice(1)) expr.push(c.stepFrom, c.colour);
+function fillColour(classes) {
+  if (!classes?.length) return EMPTY_COLOUR;
+  const colours = classColours(classes);
+  const expr = ["step", ["coalesce", ["get", "households"], 0], colours[0]];
+  classes.slice(1).forEach((c, i) => expr.push(c.step_from, colours[i + 1]));
   return expr;
 }
 
-function classLabel(c) {
-  if (c.max === 0) return "none";
-  if (c.min === c.max) return nf.format(c.min);
-  return `${nf.format(c.min)} – ${nf.format(c.max)}`;
+function augmentStyle(style) {
+  const layers = style.layers;
+  const at = (id) => layers.findIndex((l) => l.id === id);
+  const width = (a, b) => ["interpolate", ["linear"], ["zoom"], 10, a, 16, b];
+  const present = LEVEL_SOURCES.filter((s) => style.sources[s]);
+  // One choropleth fill per level, under every outline; only the chosen level's is shown.
+  const fills = present.map((src) => ({
+    id: `${src}-fill`, type: "fill", source: src, "source-layer": src,
+    layout: { visibility: "none" },
+    paint: {
+      "fill-color": EMPTY_COLOUR,
+      "fill-opacity": ["case", ["boolean", ["feature-state", "hover"], false],
+        Math.min(1, FILL_OPACITY + 0.25), FILL_OPACITY],
+    },
+  }));
+  const firstFill = at("grids-fill") >= 0 ? at("grids-fill") : at("grids-line");
+  const kept = layers.filter((l) => l.id !== "grids-fill");
+  kept.splice(firstFill >= 0 ? firstFill : 1, 0, ...fills);
+  // Hover and highlight outlines above every boundary line.
+  const lastLine = Math.max(...present.map((s) => kept.findIndex((l) => l.id === `${s}-line`)));
+  const outlines = present.flatMap((src) => [
+    { id: `${src}-hover`, type: "line", source: src, "source-layer": src,
+      layout: { visibility: "none" },
+      paint: { "line-color": "#203040", "line-width": width(1.2, 2.5),
+        "line-opacity": ["case", ["boolean", ["feature-state", "hover"], false], 1, 0] } },
+    { id: `${src}-highlight`, type: "line", source: src, "source-layer": src,
+      filter: ["==", ["get", "code"], ""], layout: { "line-join": "round" },
+      paint: { "line-color": HIGHLIGHT, "line-width": width(2.5, 4.5) } },
+  ]);
+  kept.splice(lastLine + 1, 0, ...outlines);
+  // Closed cases recede (same colours as the style, so the legend still holds).
+  const points = kept.find((l) => l.id === "cases-point");
+  if (points) {
+    points.paint["circle-opacity"] = ["case", ["get", "open"], 1, 0.55];
+    points.paint["circle-stroke-opacity"] = ["case", ["get", "open"], 1, 0.35];
+  }
+  if (style.sources.cases) {
+    kept.push({ id: "cases-selected", type: "circle", source: "cases", "source-layer": "cases",
+      minzoom: 13, filter: ["==", ["id"], -1],
+      paint: { "circle-radius": 11, "circle-color": "rgba(0,0,0,0)",
+        "circle-stroke-color": HIGHLIGHT, "circle-stroke-width": 3 } });
+  }
+  style.layers = kept;
+  return style;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Map
-const BACKGROUND = "#e9edf1";
-const EMPTY_FC = { type: "FeatureCollection", features: [] };
 
-const map = new maplibregl.Map({
-  container: "map",
-  // A plain style: no basemap tiles, no glyphs, no sprite; nothing leaves this server.
-  style: {
-    version: 8,
-    sources: {},
-    layers: [{ id: "background", type: "background", paint: { "background-color": BACKGROUND } }],
-  },
-  center: [0, 20],
-  zoom: 1,
-  attributionControl: { compact: true, customAttribution: "gridgov" },
-  dragRotate: false,
-  pitchWithRotate: false,
-});
-map.touchZoomRotate.disableRotation();
-map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
+let map;
 
 class FitControl {
   onAdd() {
-    this.el = document.createElement("div");
-    this.el.className = "maplibregl-ctrl maplibregl-ctrl-group fit-ctrl";
-    const b = document.createElement("button");
-    b.type = "button";
-    b.title = "Zoom to all areas";
-    b.setAttribute("aria-label", "Zoom to all areas");
+    this.el = el("div.maplibregl-ctrl.maplibregl-ctrl-group.fit-ctrl");
+    const b = el("button", { type: "button", title: "Zoom to all areas",
+      "aria-label": "Zoom to all areas" });
     b.innerHTML = '<svg viewBox="0 0 20 20" aria-hidden="true"><path d="M3 7V3h4M13 3h4v4' +
       'M17 13v4h-4M7 17H3v-4"/></svg>';
     b.addEventListener("click", () => fitToData());
@@ -180,196 +135,485 @@ class FitControl {
   }
   onRemove() { this.el.remove(); }
 }
-map.addControl(new FitControl(), "top-right");
-map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-right");
-
-function addLayers() {
-  map.addSource("areas", { type: "geojson", data: EMPTY_FC, promoteId: "code" });
-  map.addSource("context", { type: "geojson", data: EMPTY_FC });
-  const width = (a, b) => ["interpolate", ["linear"], ["zoom"], 10, a, 16, b];
-  map.addLayer({
-    id: "areas-fill", type: "fill", source: "areas",
-    paint: {
-      "fill-color": EMPTY_COLOUR,
-      "fill-opacity": ["case", ["boolean", ["feature-state", "hover"], false], 1, FILL_OPACITY],
-    },
-  });
-  map.addLayer({
-    id: "areas-outline", type: "line", source: "areas",
-    paint: { "line-color": "#ffffff", "line-width": width(0.6, 1.6), "line-opacity": 0.9 },
-  });
-  // The level above, drawn over the fill so grids read as parts of their community.
-  map.addLayer({
-    id: "context-outline", type: "line", source: "context",
-    paint: { "line-color": "#203040", "line-width": width(1.1, 2.6), "line-opacity": 0.7 },
-  });
-  // feature-state cannot be used in filters: the hover outline is always there, transparent.
-  map.addLayer({
-    id: "areas-hover", type: "line", source: "areas",
-    paint: {
-      "line-color": "#203040", "line-width": width(1.2, 2.5),
-      "line-opacity": ["case", ["boolean", ["feature-state", "hover"], false], 1, 0],
-    },
-  });
-  map.addLayer({
-    id: "areas-highlight", type: "line", source: "areas",
-    filter: ["==", ["get", "code"], ""],
-    layout: { "line-join": "round" },
-    paint: { "line-color": HIGHLIGHT, "line-width": width(2.5, 4.5) },
-  });
-}
-
-function whenIdle() {
-  return new Promise((resolve) => {
-    if (map.loaded() && !map.isMoving()) {
-      // Let pending setData/setPaint calls reach the renderer before resolving.
-      map.once("idle", resolve);
-      map.triggerRepaint();
-    } else {
-      map.once("idle", resolve);
-    }
-  });
-}
 
 function fitToData(options = {}) {
-  const feats = state.features.get(state.level) ?? [];
-  const bounds = bboxOf(feats);
-  if (bounds) {
-    map.fitBounds(bounds, { padding: 40, duration: reducedMotion ? 0 : 500, ...options });
+  if (!state.bbox) return;
+  const [x0, y0, x1, y1] = state.bbox;
+  map.fitBounds([[x0, y0], [x1, y1]], { padding: 40, duration: reducedMotion ? 0 : 500,
+    ...options });
+}
+
+// The view is kept in the URL (#map=zoom/lat/lon): a reload or a shared link shows the same place.
+const hasViewInUrl = () => /(^#|&)map=/.test(window.location.hash);
+
+function createMap(style) {
+  const [x0, y0, x1, y1] = state.bbox ?? [-180, -80, 180, 80];
+  map = new maplibregl.Map({
+    container: "map",
+    style,
+    hash: "map",
+    // Start on the data (not on the style's centre), so the first tiles asked for are the ones
+    // shown; a view in the URL wins.
+    bounds: hasViewInUrl() ? undefined : [[x0, y0], [x1, y1]],
+    fitBoundsOptions: { padding: 40 },
+    attributionControl: { compact: true, customAttribution: "gridgov" },
+    dragRotate: false,
+    pitchWithRotate: false,
+  });
+  map.touchZoomRotate.disableRotation();
+  map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
+  map.addControl(new FitControl(), "top-right");
+  map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-right");
+  window.gridgov.map = map;
+  return new Promise((resolve) => map.once("load", resolve));
+}
+
+function styleSources() {
+  return Object.keys(map.getStyle().sources);
+}
+
+function applyVisibility() {
+  for (const layer of map.getStyle().layers) {
+    if (!layer.source) continue;
+    let visible = state.visible[layer.source] !== false;
+    const isLevelLayer = LEVEL_SOURCES.includes(layer.source)
+      && (layer.id.endsWith("-fill") || layer.id.endsWith("-hover"));
+    if (isLevelLayer) visible = visible && layer.source === sourceOfLevel(state.level);
+    map.setLayoutProperty(layer.id, "visibility", visible ? "visible" : "none");
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Level switcher
+// Levels (the top bar): which level is coloured by households and answers clicks
+
 function renderLevelSwitcher() {
   const box = $("#levels");
   box.querySelectorAll("label").forEach((l) => l.remove());
   for (const lv of state.levels) {
-    const label = document.createElement("label");
-    const input = document.createElement("input");
-    input.type = "radio";
-    input.name = "level";
-    input.value = lv.name;
-    input.checked = lv.name === state.level;
-    input.addEventListener("change", () => setLevel(lv.name));
-    const text = document.createElement("span");
-    text.textContent = lv.name;
-    const count = document.createElement("span");
-    count.className = "count";
-    count.dataset.countFor = lv.name;
-    count.setAttribute("aria-hidden", "true"); // the legend summary says it in words
-    const loaded = state.features.get(lv.name);
-    count.textContent = loaded ? nf.format(loaded.length) : "";
-    count.hidden = !loaded;
-    label.append(input, text, count);
-    box.append(label);
+    const input = el("input", { type: "radio", name: "level", value: lv.name,
+      checked: lv.name === state.level });
+    input.addEventListener("change", () => setLevel(lv.name).catch(reportError));
+    const count = el("span.count", { textContent: nf.format(lv.count), "aria-hidden": "true" });
+    box.append(el("label", {}, input, el("span", { textContent: lv.name }), count));
   }
 }
 
-function updateCounts() {
-  document.querySelectorAll("[data-count-for]").forEach((el) => {
-    const loaded = state.features.get(el.dataset.countFor);
-    el.textContent = loaded ? nf.format(loaded.length) : "";
-    el.hidden = !loaded;
-  });
-}
-
-async function setLevel(name, { fit = false } = {}) {
-  const lv = state.levels.find((l) => l.name === name);
+async function setLevel(name, { zoomIn = true } = {}) {
+  const lv = levelOf(name);
   if (!lv) throw new Error(`unknown level ${name}`);
-  setStatus(`Loading ${name} areas…`);
-  const feats = await loadLevel(name);
-  const above = state.levels.find((l) => l.rank === lv.rank - 1);
-  const context = above ? await loadLevel(above.name) : [];
   state.level = name;
   clearHover();
-  map.getSource("areas").setData({ type: "FeatureCollection", features: feats });
-  map.getSource("context").setData({ type: "FeatureCollection", features: context });
-  state.classes = householdClasses(feats.map((f) => Number(f.properties.households) || 0));
-  map.setPaintProperty("areas-fill", "fill-color", fillColourExpression(state.classes));
-  if (!feats.some((f) => f.properties.code === state.selected)) highlight(null);
-  for (const input of document.querySelectorAll('#levels input')) {
+  state.visible[lv.source] = true;
+  map.setPaintProperty(`${lv.source}-fill`, "fill-color", fillColour(lv.classes));
+  for (const input of document.querySelectorAll("#levels input")) {
     input.checked = input.value === name;
   }
-  updateCounts();
-  renderLegend(feats);
-  setStatus("");
-  if (fit) fitToData({ duration: 0 });
-  return feats;
-}
-
-function renderLegend(feats) {
-  document.querySelectorAll("[data-level-name]").forEach((el) => {
-    el.textContent = state.level;
-  });
-  const ul = $("#legend");
-  ul.replaceChildren(...state.classes.map((c) => {
-    const li = document.createElement("li");
-    const sw = document.createElement("span");
-    sw.className = "swatch";
-    sw.style.background = c.colour;
-    sw.style.opacity = String(FILL_OPACITY);
-    const swBg = document.createElement("span"); // the map's background, so colours match
-    swBg.className = "swatch-bg";
-    swBg.setAttribute("aria-hidden", "true");
-    swBg.append(sw);
-    const label = document.createElement("span");
-    label.textContent = classLabel(c);
-    const n = document.createElement("span");
-    n.className = "n";
-    n.textContent = `${nf.format(c.count)} ${c.count === 1 ? "area" : "areas"}`;
-    li.append(swBg, label, n);
-    return li;
-  }));
-  const hh = feats.reduce((s, f) => s + (Number(f.properties.households) || 0), 0);
-  const pop = feats.reduce((s, f) => s + (Number(f.properties.population) || 0), 0);
-  $("#summary").textContent = `${nf.format(feats.length)} ${state.level} areas · ` +
-    `${nf.format(hh)} households · ${nf.format(pop)} residents`;
+  applyVisibility();
+  renderLayerSwitcher();
+  renderLegend();
+  const minzoom = state.layerInfo.get(lv.source)?.minzoom ?? 0;
+  if (zoomIn && map.getZoom() < minzoom) {
+    map.easeTo({ zoom: minzoom + 0.3, duration: reducedMotion ? 0 : 400 });
+  }
+  return lv;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Details: popup, selected card, hover chip
-function factsList(p) {
-  const dl = document.createElement("dl");
-  dl.className = "facts";
-  const rows = [
-    ["Code", p.code, "code"],
-    ["Level", p.level_name ?? p.level],
-    ["Households", p.households == null ? "–" : nf.format(p.households)],
-    ["Population", p.population == null ? "–" : nf.format(p.population)],
-    ["Area", p.area_m2 == null ? "–" : `${nf1.format(p.area_m2 / 10000)} ha`],
-  ];
-  if (p.grid_type) rows.splice(2, 0, ["Type", p.grid_type]);
-  for (const [k, v, cls] of rows) {
-    const dt = document.createElement("dt");
-    dt.textContent = k;
-    const dd = document.createElement("dd");
-    dd.textContent = v;
-    if (cls) dd.className = cls;
-    dl.append(dt, dd);
+// Layer switcher
+
+function mainColour(source) {
+  const layer = map.getStyle().layers.find((l) => l.source === source
+    && !l.id.endsWith("-hover") && !l.id.endsWith("-highlight") && l.id !== "cases-agg"
+    && l.id !== "cases-selected" && !(LEVEL_SOURCES.includes(source) && l.type === "fill"));
+  if (!layer) return "#999";
+  const paint = layer.paint ?? {};
+  const value = paint["line-color"] ?? paint["circle-color"] ?? paint["fill-color"];
+  const entries = matchEntries(value);
+  return entries.length ? entries[0].colour : "#999";
+}
+
+let switcherKey = null;
+function renderLayerSwitcher() {
+  const ul = $("#layers");
+  const zoom = map.getZoom();
+  // Rebuilt only when something it shows changed (not on every zoom), so focus stays put.
+  const key = JSON.stringify([...state.layerInfo].map(([name, info]) => [name,
+    state.visible[name] !== false, zoom < info.minzoom, mainColour(name)]));
+  if (key === switcherKey) return;
+  switcherKey = key;
+  const items = [];
+  for (const [name, info] of state.layerInfo) {
+    if (!styleSources().includes(name)) continue;
+    const id = `layer-${name}`;
+    const input = el("input", { type: "checkbox", id, checked: state.visible[name] !== false });
+    input.addEventListener("change", () => setLayerVisible(name, input.checked));
+    const hidden = zoom < info.minzoom;
+    const hint = hidden ? el("span.zoom-hint", { textContent: `zoom ${info.minzoom}+`,
+      title: `Drawn from zoom ${info.minzoom}; the map is at ${nf1.format(zoom)}` }) : null;
+    const sw = el("span.swatch-dot", { "aria-hidden": "true",
+      style: { background: mainColour(name) } });
+    items.push(el("li", { dataset: { layer: name }, className: hidden ? "out-of-zoom" : "" },
+      input, el("label", { for: id }, sw, info.title), hint));
   }
-  return dl;
+  ul.replaceChildren(...items);
+}
+
+function setLayerVisible(name, visible) {
+  state.visible[name] = visible;
+  applyVisibility();
+  const box = document.getElementById(`layer-${name}`);
+  if (box) box.checked = visible;
+  renderLegend();
+  if (!visible && name === state.selected?.source) highlight(null);
+  return whenIdle(map);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legend: read from the style's paint properties, for the layers that are shown
+
+const CASE_LABELS = { overdue: "Overdue (open, past its deadline)", open: "Open",
+  null: "Closed" };
+
+function swatch(colour, kind = "fill", extra = {}) {
+  const sw = el(`span.swatch.swatch-${kind}`, { "aria-hidden": "true" });
+  if (kind === "line") sw.style.borderTopColor = colour;
+  else sw.style.background = colour;
+  if (kind === "dash") sw.style.borderTopColor = colour;
+  Object.assign(sw.style, extra);
+  sw.dataset.colour = colour;
+  return kind === "fill" ? el("span.swatch-bg", { "aria-hidden": "true",
+    style: { background: BACKGROUND } }, sw) : sw;
+}
+
+function legendSection(source, title, rows) {
+  return el("section.legend-section", { dataset: { layer: source } },
+    el("h3", { textContent: title }),
+    el("ul.legend", {}, rows.map(([sw, label, n]) => el("li", {}, sw, el("span", {
+      textContent: label }), n !== undefined ? el("span.n", { textContent: n }) : null))));
+}
+
+function paintOf(id, prop) {
+  return map.getLayer(id) ? map.getPaintProperty(id, prop) : undefined;
+}
+
+function renderLegend() {
+  const parts = [];
+  const lv = levelOf(state.level);
+  if (lv && state.visible[lv.source] !== false) {
+    const colours = classColours(lv.classes);
+    parts.push(legendSection(`${lv.source}-fill`, `Households per ${lv.name}`,
+      lv.classes.map((c, i) => [
+        swatch(colours[i], "fill", { opacity: String(FILL_OPACITY) }),
+        c.max === 0 ? "none" : c.min === c.max ? nf.format(c.min)
+          : `${nf.format(c.min)} – ${nf.format(c.max)}`,
+        `${nf.format(c.count)} ${c.count === 1 ? "area" : "areas"}`,
+      ])));
+  }
+  const bounds = state.levels.filter((l) => state.visible[l.source] !== false
+    && map.getLayer(`${l.source}-line`));
+  if (bounds.length) {
+    parts.push(legendSection("boundaries", "Boundaries", bounds.map((l) => [
+      swatch(paintOf(`${l.source}-line`, "line-color"), "line"), cap(l.name)])));
+  }
+  const on = (s) => state.visible[s] !== false && styleSources().includes(s);
+  if (on("cases")) {
+    const rows = matchEntries(paintOf("cases-point", "circle-color")).map((e) => [
+      swatch(e.colour, "dot"), CASE_LABELS[e.value] ?? humanize(e.value)]);
+    rows.push([swatch(paintOf("cases-agg", "circle-color"), "dot", { width: "14px",
+      height: "14px" }), "Cases per cell, zoomed out (size: count)"]);
+    parts.push(legendSection("cases", "Cases", rows));
+  }
+  if (on("facilities")) {
+    parts.push(legendSection("facilities", "Facilities", byColour(
+      matchEntries(paintOf("facilities", "circle-color"))).map((g) => [
+      swatch(g.colour, "dot"),
+      g.values.includes(null) ? "Other types" : g.values.map(humanize).join(", ")])));
+  }
+  if (on("components")) {
+    parts.push(legendSection("components", "Components", matchEntries(
+      paintOf("components", "circle-color")).map((e) => [
+      swatch(e.colour, "dot"), e.value === null ? "Other state" : humanize(e.value)])));
+  }
+  if (on("responsibility_zones")) {
+    parts.push(legendSection("responsibility_zones", "Responsibility zones", [[
+      swatch(paintOf("zones-line", "line-color"), "dash"), "Zone boundary (duty area, reach…)"]]));
+  }
+  if (on("road_edges")) {
+    parts.push(legendSection("road_edges", "Roads", [[
+      swatch(paintOf("roads", "line-color"), "line"), "Road network"]]));
+  }
+  if (on("responders")) {
+    parts.push(legendSection("responders", "Responders on duty", matchEntries(
+      paintOf("responders", "circle-color")).filter((e) => e.value !== null).map((e) => [
+      swatch(e.colour, "dot"), humanize(e.value)])));
+  }
+  $("#legend").replaceChildren(...parts);
+  if (lv) {
+    $("#summary").textContent = `${nf.format(lv.count)} ${lv.name} areas · `
+      + `${nf.format(lv.households)} households · ${nf.format(lv.population)} residents`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time filter for cases: since/until/status go into the TileJSON (and so the tile) URLs
+
+function localMidnight(daysAgo = 0) {
+  const d = new Date();
+  d.setHours(0, 0, 0, 0);
+  d.setDate(d.getDate() - daysAgo);
+  return d;
+}
+
+function timeParams() {
+  const t = state.time;
+  const params = {};
+  if (t.preset === "today") params.since = localMidnight(0).toISOString();
+  else if (t.preset === "7d") params.since = localMidnight(6).toISOString();
+  else if (t.preset === "30d") params.since = localMidnight(29).toISOString();
+  else if (t.preset === "custom") {
+    if (t.since) params.since = new Date(`${t.since}T00:00:00`).toISOString();
+    if (t.until) {
+      const end = new Date(`${t.until}T00:00:00`);
+      end.setDate(end.getDate() + 1); // "until" is inclusive in the form, exclusive in the API
+      params.until = end.toISOString();
+    }
+  }
+  if (t.status) params.status = t.status;
+  return params;
+}
+
+function casesTileJSON() {
+  const url = new URL("/tiles/cases.json", window.location.origin);
+  for (const [k, v] of Object.entries(timeParams())) url.searchParams.set(k, v);
+  return url.toString();
+}
+
+async function setTimeFilter(change) {
+  Object.assign(state.time, change);
+  const t = state.time;
+  for (const input of document.querySelectorAll("#time-presets input")) {
+    input.checked = input.value === t.preset;
+  }
+  $("#custom-range").hidden = t.preset !== "custom";
+  $("#time-since").value = t.since ?? "";
+  $("#time-until").value = t.until ?? "";
+  $("#case-status").value = t.status ?? "";
+  if (t.since && t.until && t.since > t.until) {
+    setStatus("The range ends before it starts.", true);
+    return;
+  }
+  const source = map.getSource("cases");
+  if (!source) return;
+  source.setUrl(casesTileJSON());
+  await whenIdle(map);
+  updateCaseSummary();
+}
+
+function setupTimeFilter() {
+  for (const input of document.querySelectorAll("#time-presets input")) {
+    input.addEventListener("change", () => {
+      const change = { preset: input.value };
+      if (input.value === "custom" && !state.time.since) {
+        change.since = isoDate(localMidnight(6));
+        change.until = isoDate(localMidnight(0));
+      }
+      setTimeFilter(change).catch(reportError);
+    });
+  }
+  $("#time-since").addEventListener("change", (e) => {
+    setTimeFilter({ preset: "custom", since: e.target.value || null }).catch(reportError);
+  });
+  $("#time-until").addEventListener("change", (e) => {
+    setTimeFilter({ preset: "custom", until: e.target.value || null }).catch(reportError);
+  });
+  $("#case-status").addEventListener("change", (e) => {
+    setTimeFilter({ status: e.target.value }).catch(reportError);
+  });
+}
+
+function isoDate(d) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+/** Cases drawn in the view: single points (z ≥ 13) or the sum of the counted cells. */
+function casesInView() {
+  if (!map.getLayer("cases-point") || state.visible.cases === false) return null;
+  const points = renderedDistinct(map, ["cases-point"]);
+  if (points.length) {
+    return { total: points.length, open: points.filter((f) => f.properties.open).length,
+      ids: points.map((f) => f.id) };
+  }
+  // Count cells are drawn with a ring of neighbours: the same cell can come from two tiles.
+  const cells = new Map();
+  for (const f of map.queryRenderedFeatures({ layers: ["cases-agg"] })) {
+    const [x, y] = f.geometry.coordinates;
+    cells.set(`${x.toFixed(6)},${y.toFixed(6)}`, f.properties);
+  }
+  let total = 0, open = 0;
+  for (const p of cells.values()) { total += p.count; open += p.open; }
+  return { total, open, ids: [] };
+}
+
+function updateCaseSummary() {
+  const seen = casesInView();
+  const box = $("#case-summary");
+  if (!seen) {
+    box.textContent = "Cases are hidden.";
+    return;
+  }
+  box.textContent = seen.total
+    ? `${nf.format(seen.total)} ${seen.total === 1 ? "case" : "cases"} in view`
+      + ` · ${nf.format(seen.open)} open`
+    : "No cases in view for this filter.";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Popups
+
+const popup = new maplibregl.Popup({ closeButton: true, maxWidth: "320px",
+  focusAfterOpen: false });
+
+function card(title, sub, facts, extra = []) {
+  return el("div", {}, el("p.area-title", { textContent: title }),
+    sub ? el("p.area-sub", { textContent: sub }) : null, factsList(facts), ...extra);
 }
 
 function areaCard(p) {
-  const box = document.createElement("div");
-  const title = document.createElement("p");
-  title.className = "area-title";
-  title.textContent = p.name;
-  const sub = document.createElement("p");
-  sub.className = "area-sub";
-  sub.textContent = cap(String(p.level_name ?? "")) + (p.parent_code ? ` in ${p.parent_code}` : "");
-  box.append(title, sub, factsList(p));
+  const levelName = p.level_name ?? state.levels.find((l) => l.rank === p.level)?.name;
+  return card(p.name, cap(levelName ?? "") + (p.parent_code ? ` in ${p.parent_code}` : ""), [
+    ["Code", p.code, "code"],
+    ["Type", p.grid_type],
+    ["Households", p.households == null ? "–" : nf.format(p.households)],
+    ["Population", p.population == null ? "–" : nf.format(p.population)],
+    ["Area", p.area_m2 == null ? "–" : `${nf1.format(p.area_m2 / 10000)} ha`],
+  ]);
+}
+
+function statusChip(p) {
+  const kind = p.overdue ? "overdue" : p.open === false || ["closed", "rejected",
+    "redirected"].includes(p.status) ? "closed" : "open";
+  return el(`span.chip.chip-${kind}`, { textContent: kind === "overdue" ? "Overdue"
+    : humanize(p.status) });
+}
+
+function caseCard(id, p) {
+  const box = card(`Case #${id}`, p.category, [
+    ["Status", humanize(p.status)],
+    ["Reported", p.reported_at ? formatTime(p.reported_at * 1000) : "–"],
+    ["Urgency", p.urgency],
+  ]);
+  box.classList.add("popup-case");
+  box.dataset.caseId = id;
+  box.querySelector(".area-title").append(" ", statusChip(p));
+  getJSON(`/api/cases/${id}`).then((f) => {
+    const c = f.properties;
+    box.replaceChildren(...card(`Case #${id}`, `${c.category_name} · ${c.category}`, [
+      ["Status", humanize(c.status)],
+      ["Reported", formatTime(c.reported_at)],
+      ["Due", formatTime(c.due_at)],
+      ["Closed", c.closed_at ? formatTime(c.closed_at) : null],
+      ["Grid", c.area_name ? `${c.area_name}` : null],
+      ["Grid code", c.area_code, "code"],
+      ["Department", c.department],
+      ["Channel", humanize(c.channel)],
+    ]).childNodes);
+    box.querySelector(".area-title").append(" ", statusChip(c));
+    box.dataset.loaded = "true";
+  }).catch((err) => {
+    box.append(el("p.muted", { textContent: `Details unavailable: ${err.message}` }));
+  });
   return box;
 }
 
-const popup = new maplibregl.Popup({ closeButton: true, maxWidth: "300px", focusAfterOpen: false });
+function featureCard(f) {
+  const p = f.properties;
+  switch (f.layer.id) {
+    case "cases-point":
+      return caseCard(f.id, p);
+    case "cases-agg":
+      return card(`${nf.format(p.count)} ${p.count === 1 ? "case" : "cases"} here`,
+        "Zoom in to see them one by one", [["Open", nf.format(p.open)],
+          ["Closed", nf.format(p.count - p.open)]]);
+    case "facilities":
+      return card(p.name || humanize(p.type), humanize(p.type), [
+        ["Capacity", p.capacity == null ? null : nf.format(p.capacity)],
+        ["Hours", p.hours],
+        ["Serves within", p.service_radius_m ? `${nf.format(p.service_radius_m)} m` : null],
+        ["Serves within", p.service_minutes ? `${nf.format(p.service_minutes)} min` : null],
+      ]);
+    case "components":
+      return card(humanize(p.kind), "Component (city asset)", [
+        ["Code", p.code, "code"], ["State", humanize(p.state)], ["Category", p.category]]);
+    case "zones-line":
+      return card(p.name, humanize(p.kind), [["Code", p.code, "code"],
+        ["Organisation", p.organisation], ["Department", p.department]]);
+    case "roads":
+      return card(p.name || humanize(p.highway), "Road", [["Class", humanize(p.highway)],
+        ["One way", p.oneway ? "yes" : "no"],
+        ["Speed limit", p.maxspeed_kmh ? `${p.maxspeed_kmh} km/h` : null]]);
+    case "responders":
+      return card(humanize(p.kind), "Responder on duty", [["Status", humanize(p.status)],
+        ["Department", p.department],
+        ["Position at", p.position_at ? formatTime(p.position_at * 1000) : null]]);
+    default:
+      return areaCard(p);
+  }
+}
 
-function openPopup(lngLat, props) {
-  const el = areaCard(props);
-  el.classList.add("popup-area");
-  el.dataset.code = props.code;
-  popup.setLngLat(lngLat).setDOMContent(el).addTo(map);
+function openPopup(lngLat, f) {
+  const content = featureCard(f);
+  content.classList.add("popup", `popup-${f.layer.id}`);
+  if (f.properties.code) content.dataset.code = f.properties.code;
+  popup.setLngLat(lngLat).setDOMContent(content).addTo(map);
+  return content;
+}
+
+function nearest(features, point) {
+  // Dense points overlap: take the one whose centre is nearest the click, not the first found.
+  let best = null, bestD = Infinity;
+  for (const f of features) {
+    if (f.geometry.type !== "Point") return features[0];
+    const p = map.project(f.geometry.coordinates);
+    const d = Math.hypot(p.x - point.x, p.y - point.y);
+    if (d < bestD) { bestD = d; best = f; }
+  }
+  return best;
+}
+
+function hitAt(point) {
+  const box = [[point.x - CLICK_TOLERANCE, point.y - CLICK_TOLERANCE],
+    [point.x + CLICK_TOLERANCE, point.y + CLICK_TOLERANCE]];
+  const shown = (ids) => ids.filter((id) => map.getLayer(id)
+    && map.getLayoutProperty(id, "visibility") !== "none");
+  for (const id of shown([...POINT_LAYERS, ...LINE_LAYERS])) {
+    const found = map.queryRenderedFeatures(box, { layers: [id] });
+    if (found.length) return nearest(found, point);
+  }
+  const src = sourceOfLevel(state.level);
+  const [area] = shown([`${src}-fill`]).length
+    ? map.queryRenderedFeatures(point, { layers: [`${src}-fill`] }) : [];
+  return area ?? null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selection, hover
+
+function highlight(code, source = null) {
+  state.selected = code ? { code, source } : null;
+  for (const src of LEVEL_SOURCES) {
+    if (map.getLayer(`${src}-highlight`)) {
+      map.setFilter(`${src}-highlight`, ["==", ["get", "code"],
+        code && src === source ? code : ""]);
+    }
+  }
+}
+
+function selectCase(id) {
+  state.selectedCase = id;
+  if (map.getLayer("cases-selected")) {
+    map.setFilter("cases-selected", ["==", ["id"], id ?? -1]);
+  }
 }
 
 function showSelected(props) {
@@ -377,21 +621,52 @@ function showSelected(props) {
   $("#selected").replaceChildren(...(props ? [areaCard(props)] : []));
 }
 
-function highlight(code) {
-  state.selected = code;
-  map.setFilter("areas-highlight", ["==", ["get", "code"], code ?? ""]);
-}
-
 let hovered = null;
 function clearHover() {
-  if (hovered !== null) map.setFeatureState({ source: "areas", id: hovered }, { hover: false });
+  if (hovered) map.setFeatureState(hovered, { hover: false });
   hovered = null;
   $("#hover").hidden = true;
   map.getCanvas().style.cursor = "";
 }
 
+async function selectArea(code, levelName = null) {
+  let feature;
+  try {
+    feature = await getJSON(`/api/areas/${encodeURIComponent(code)}`);
+  } catch (err) {
+    setStatus(err.status === 404 ? `No area with code ${code}.` : err.message, true);
+    return null;
+  }
+  const p = feature.properties;
+  const name = levelName ?? p.level_name;
+  const lv = levelOf(name) ?? state.levels.find((l) => l.rank === p.level);
+  if (!lv) return null;
+  if (lv.name !== state.level) await setLevel(lv.name, { zoomIn: false });
+  highlight(p.code, lv.source);
+  showSelected(p);
+  popup.remove();
+  const [[x0, y0], [x1, y1]] = bboxFromFeature(feature);
+  map.fitBounds([[x0, y0], [x1, y1]], { padding: 80, maxZoom: 17,
+    duration: reducedMotion ? 0 : 700 });
+  setStatus(`Showing ${lv.name} ${p.name} (${p.code}).`);
+  return feature;
+}
+
+function bboxFromFeature(f) {
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  const walk = (c) => {
+    if (typeof c[0] === "number") {
+      x0 = Math.min(x0, c[0]); x1 = Math.max(x1, c[0]);
+      y0 = Math.min(y0, c[1]); y1 = Math.max(y1, c[1]);
+    } else c.forEach(walk);
+  };
+  walk(f.geometry.coordinates);
+  return [[x0, y0], [x1, y1]];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Locate: the chain of areas containing a point
+
 let locateSeq = 0;
 const pin = new maplibregl.Marker({ color: HIGHLIGHT, scale: 0.7 });
 
@@ -399,133 +674,60 @@ async function locate(lon, lat) {
   const seq = ++locateSeq;
   const box = $("#locate");
   pin.setLngLat([lon, lat]).addTo(map);
-  box.replaceChildren(Object.assign(document.createElement("p"),
-    { className: "muted", textContent: "Looking up…" }));
+  box.replaceChildren(el("p.muted", { textContent: "Looking up…" }));
   let result;
   try {
     result = await getJSON("/api/locate", { lon: lon.toFixed(7), lat: lat.toFixed(7) });
   } catch (err) {
     if (seq !== locateSeq) return null;
-    const msg = err.status === 404 ? "No area contains this point." : `Lookup failed: ${err.message}`;
-    box.replaceChildren(Object.assign(document.createElement("p"),
-      { className: "muted", textContent: msg }));
+    const msg = err.status === 404 ? "No area contains this point."
+      : `Lookup failed: ${err.message}`;
+    box.replaceChildren(el("p.muted", { textContent: msg }));
     return null;
   }
   if (seq !== locateSeq) return result; // a newer click won
-  const coords = document.createElement("p");
-  coords.className = "coords";
-  coords.textContent = `${lat.toFixed(5)}° N, ${lon.toFixed(5)}° E`;
-  const ol = document.createElement("ol");
-  ol.className = "chain";
-  ol.setAttribute("aria-label", "Areas containing the point, from the top level down");
+  const ol = el("ol.chain", { "aria-label": "Areas containing the point, from the top level down" });
   for (const a of result.areas) {
-    const li = document.createElement("li");
-    li.dataset.code = a.code;
-    li.dataset.level = a.level;
-    const lvl = Object.assign(document.createElement("span"), { className: "lvl" });
-    lvl.append(a.level, Object.assign(document.createElement("span"), { className: "code",
-      textContent: a.code }));
-    const btn = Object.assign(document.createElement("button"), { type: "button",
-      textContent: a.name });
-    btn.setAttribute("aria-label", `Show ${a.level} ${a.name} (${a.code}) on the map`);
-    btn.addEventListener("click", () => selectArea(a.code, a.level));
-    const hh = Object.assign(document.createElement("span"), { className: "hh",
-      textContent: `${nf.format(a.households)} households · ${nf.format(a.population)} residents`
-        + ` · ${nf1.format(a.area_m2 / 10000)} ha` });
-    li.append(lvl, btn, hh);
-    ol.append(li);
+    const btn = el("button", { type: "button", textContent: a.name,
+      "aria-label": `Show ${a.level} ${a.name} (${a.code}) on the map` });
+    btn.addEventListener("click", () => selectArea(a.code, a.level).catch(reportError));
+    ol.append(el("li", { dataset: { code: a.code, level: a.level } },
+      el("span.lvl", {}, a.level, el("span.code", { textContent: a.code })),
+      btn,
+      el("span.hh", { textContent: `${nf.format(a.households)} households · `
+        + `${nf.format(a.population)} residents · ${nf1.format(a.area_m2 / 10000)} ha` })));
   }
-  const parts = [coords, ol];
+  const parts = [el("p.coords", { textContent: `${lat.toFixed(5)}° N, ${lon.toFixed(5)}° E` }),
+    ol];
   if (result.zones?.length) {
-    const z = document.createElement("div");
-    z.className = "zones";
-    z.append(Object.assign(document.createElement("h3"),
-      { textContent: "Responsibility zones" }));
-    const ul = document.createElement("ul");
-    for (const zone of result.zones) {
-      const li = document.createElement("li");
-      li.dataset.kind = zone.kind;
-      const who = zone.department ?? zone.organisation;
-      li.append(
-        Object.assign(document.createElement("span"), { className: "lvl",
-          textContent: String(zone.kind).replaceAll("_", " ") }),
-        Object.assign(document.createElement("span"), { className: "zone-name",
-          textContent: zone.name }),
-      );
-      if (who) li.append(Object.assign(document.createElement("span"), { className: "hh",
-        textContent: who }));
-      ul.append(li);
-    }
-    z.append(ul);
-    parts.push(z);
+    parts.push(el("div.zones", {}, el("h3", { textContent: "Responsibility zones" }),
+      el("ul", {}, result.zones.map((z) => el("li", { dataset: { kind: z.kind } },
+        el("span.lvl", { textContent: String(z.kind).replaceAll("_", " ") }),
+        el("span.zone-name", { textContent: z.name }),
+        (z.department ?? z.organisation) ? el("span.hh", {
+          textContent: z.department ?? z.organisation }) : null)))));
   }
   box.replaceChildren(...parts);
   return result;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Search: client-side over every loaded level (all levels are loaded on first use)
-async function loadAllLevels() {
-  await Promise.all(state.levels.map((l) => loadLevel(l.name)));
-  updateCounts();
-}
+// Search (server side: /api/search)
 
-function findAreas(query, limit = 8) {
-  const q = query.trim().toLowerCase();
+async function findAreas(query, limit = 8) {
+  const q = query.trim();
   if (!q) return [];
-  const scored = [];
-  const rankOf = new Map(state.levels.map((l) => [l.name, l.rank]));
-  for (const [levelName, feats] of state.features) {
-    for (const f of feats) {
-      const code = String(f.properties.code).toLowerCase();
-      const name = String(f.properties.name ?? "").toLowerCase();
-      let score = null;
-      if (code === q) score = 0;
-      else if (name === q) score = 1;
-      else if (code.startsWith(q)) score = 2;
-      else if (name.startsWith(q)) score = 3;
-      else if (name.includes(q)) score = 4;
-      if (score !== null) scored.push({ f, score, rank: rankOf.get(levelName) ?? 0 });
-    }
-  }
-  // Best match first; among equals, bottom levels (grids) first, then by code.
-  scored.sort((a, b) => a.score - b.score || b.rank - a.rank
-    || String(a.f.properties.code).localeCompare(String(b.f.properties.code)));
-  return scored.slice(0, limit).map((s) => s.f);
-}
-
-async function selectArea(code, levelName) {
-  await loadAllLevels();
-  let feature = null;
-  for (const [name, feats] of state.features) {
-    if (levelName && name !== levelName) continue;
-    feature = feats.find((f) => f.properties.code === code);
-    if (feature) break;
-  }
-  if (!feature) {
-    setStatus(`No area with code ${code}.`, true);
-    return null;
-  }
-  const p = feature.properties;
-  if (p.level_name !== state.level) await setLevel(p.level_name);
-  highlight(p.code);
-  showSelected(p);
-  popup.remove();
-  map.fitBounds(bboxOf([feature]), {
-    padding: 80, maxZoom: 17, duration: reducedMotion ? 0 : 700,
-  });
-  setStatus(`Showing ${p.level_name} ${p.name} (${p.code}).`);
-  return feature;
+  const body = await getJSON("/api/search", { q, limit });
+  return body.areas;
 }
 
 async function search(query) {
-  await loadAllLevels();
-  const [best] = findAreas(query, 1);
+  const [best] = await findAreas(query, 1);
   if (!best) {
     setStatus(`No area matches “${query}”.`, true);
     return null;
   }
-  return selectArea(best.properties.code, best.properties.level_name);
+  return selectArea(best.code, best.level_name);
 }
 
 function setupSearch() {
@@ -533,6 +735,7 @@ function setupSearch() {
   const list = $("#search-results");
   let results = [];
   let active = -1;
+  let seq = 0;
 
   const close = () => {
     list.hidden = true;
@@ -544,23 +747,15 @@ function setupSearch() {
     list.replaceChildren();
     if (!input.value.trim()) return close();
     if (!results.length) {
-      const li = Object.assign(document.createElement("li"), { className: "empty",
-        textContent: `No area matches “${input.value.trim()}”` });
-      li.setAttribute("role", "option");
-      li.setAttribute("aria-disabled", "true");
-      list.append(li);
+      list.append(el("li.empty", { textContent: `No area matches “${input.value.trim()}”`,
+        role: "option", "aria-disabled": "true" }));
     }
-    results.forEach((f, i) => {
-      const p = f.properties;
-      const li = document.createElement("li");
-      li.id = `search-option-${i}`;
-      li.setAttribute("role", "option");
-      li.setAttribute("aria-selected", String(i === active));
-      li.dataset.code = p.code;
-      li.append(
-        Object.assign(document.createElement("span"), { className: "name", textContent: p.name }),
-        meta(p),
-      );
+    results.forEach((a, i) => {
+      const li = el("li", { id: `search-option-${i}`, role: "option",
+        "aria-selected": String(i === active), dataset: { code: a.code } },
+      el("span.name", { textContent: a.name }),
+      el("span.meta", {}, cap(a.level_name), el("span.code", { textContent: a.code }),
+        a.parent_name ? el("span.parent", { textContent: ` · ${a.parent_name}` }) : null));
       // mousedown, not click: it fires before the input's blur closes the list.
       li.addEventListener("mousedown", (ev) => {
         ev.preventDefault();
@@ -573,41 +768,43 @@ function setupSearch() {
     if (active >= 0) input.setAttribute("aria-activedescendant", `search-option-${active}`);
     else input.removeAttribute("aria-activedescendant");
   };
-  const meta = (p) => {
-    const el = Object.assign(document.createElement("span"), { className: "meta",
-      textContent: cap(String(p.level_name)) });
-    el.append(Object.assign(document.createElement("span"), { className: "code",
-      textContent: p.code }));
-    return el;
-  };
   const choose = (i) => {
-    const f = results[i];
+    const a = results[i];
     close();
-    if (f) {
-      input.value = f.properties.code;
-      selectArea(f.properties.code, f.properties.level_name);
+    if (a) {
+      input.value = a.code;
+      selectArea(a.code, a.level_name).catch(reportError);
     }
   };
-
-  input.addEventListener("focus", () => { loadAllLevels().catch(reportError); });
-  input.addEventListener("input", async () => {
-    await loadAllLevels();
-    results = findAreas(input.value);
-    active = results.length ? 0 : -1;
-    render();
+  let timer = null;
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    const mine = ++seq;
+    timer = setTimeout(async () => {
+      try {
+        const found = await findAreas(input.value);
+        if (mine !== seq) return; // typed on
+        results = found;
+        active = results.length ? 0 : -1;
+        render();
+      } catch (err) {
+        reportError(err);
+      }
+    }, 120);
   });
   input.addEventListener("keydown", async (ev) => {
     if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
       if (!results.length) return;
       ev.preventDefault();
-      const d = ev.key === "ArrowDown" ? 1 : -1;
-      active = (active + d + results.length) % results.length;
+      active = (active + (ev.key === "ArrowDown" ? 1 : -1) + results.length) % results.length;
       render();
     } else if (ev.key === "Enter") {
       ev.preventDefault();
-      if (list.hidden || active < 0) {
+      clearTimeout(timer);
+      seq += 1;
+      if (list.hidden || active < 0 || results[active]?.code === undefined) {
         close();
-        await search(input.value);
+        await search(input.value).catch(reportError);
       } else {
         choose(active);
       }
@@ -620,10 +817,11 @@ function setupSearch() {
 
 // ---------------------------------------------------------------------------------------------
 // Status line
+
 function setStatus(text, isError = false) {
-  const el = $("#status");
-  el.textContent = text;
-  el.classList.toggle("error", isError);
+  const box = $("#status");
+  box.textContent = text;
+  box.classList.toggle("error", isError);
 }
 
 function reportError(err) {
@@ -632,80 +830,109 @@ function reportError(err) {
 
 // ---------------------------------------------------------------------------------------------
 // Interaction
+
 function setupInteraction() {
-  map.on("mousemove", "areas-fill", (e) => {
-    const f = e.features?.[0];
-    if (!f) return;
-    if (hovered !== f.id) {
+  map.on("mousemove", (e) => {
+    const src = sourceOfLevel(state.level);
+    const fillId = `${src}-fill`;
+    const visible = map.getLayer(fillId) && map.getLayoutProperty(fillId, "visibility") !== "none";
+    const [f] = visible ? map.queryRenderedFeatures(e.point, { layers: [fillId] }) : [];
+    const overPoint = hitAt(e.point);
+    map.getCanvas().style.cursor = overPoint ? "pointer" : "";
+    if (!f) {
+      if (hovered) clearHover();
+      return;
+    }
+    const key = { source: src, sourceLayer: src, id: f.id };
+    if (!hovered || hovered.id !== f.id || hovered.source !== src) {
       clearHover();
-      hovered = f.id;
-      map.setFeatureState({ source: "areas", id: hovered }, { hover: true });
+      hovered = key;
+      map.setFeatureState(key, { hover: true });
     }
     map.getCanvas().style.cursor = "pointer";
     const chip = $("#hover");
     chip.replaceChildren(document.createTextNode(f.properties.name),
-      Object.assign(document.createElement("span"), { className: "code",
-        textContent: f.properties.code }));
+      el("span.code", { textContent: f.properties.code }));
     chip.hidden = false;
   });
-  map.on("mouseleave", "areas-fill", clearHover);
+  map.on("mouseout", clearHover);
 
   map.on("click", (e) => {
-    const [f] = map.queryRenderedFeatures(e.point, { layers: ["areas-fill"] });
+    const f = hitAt(e.point);
     if (f) {
-      // The popup shows the details; the side panel keeps room for the chain.
-      openPopup(e.lngLat, f.properties);
-      highlight(f.properties.code);
-      showSelected(null);
+      openPopup(e.lngLat, f);
+      if (LEVEL_SOURCES.includes(f.layer.source) && f.layer.id.endsWith("-fill")) {
+        highlight(f.properties.code, f.layer.source);
+        showSelected(null);
+      }
+      selectCase(f.layer.id === "cases-point" ? f.id : null);
     } else {
       popup.remove();
+      selectCase(null);
     }
     locate(e.lngLat.lng, e.lngLat.lat).catch(reportError);
+  });
+  map.on("zoomend", renderLayerSwitcher);
+  map.on("moveend", updateCaseSummary);
+  map.on("sourcedata", (e) => {
+    if (e.sourceId === "cases" && e.isSourceLoaded) updateCaseSummary();
   });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Start
+
 async function start() {
-  // Ask for the data while MapLibre starts up.
-  const levels = discoverLevels().catch((err) => {
-    if (err instanceof ApiError && err.status === 404) return []; // no jurisdiction loaded yet
-    throw err;
-  });
-  await new Promise((resolve) => map.once("load", resolve));
-  addLayers();
+  const me = await whoAmI().catch(() => ({ role: "public" }));
+  state.me = me;
+  const [style, levels, registry] = await Promise.all([
+    loadStyle("default", me), getJSON("/api/stats/levels"), getJSON("/tiles"),
+  ]);
+  for (const l of registry.layers) {
+    if (l.name === "responders" && !maySeeRestricted(me)) continue;
+    state.layerInfo.set(l.name, { title: l.title, minzoom: l.minzoom, maxzoom: l.maxzoom });
+  }
+  state.levels = levels.levels.filter((l) => l.rank < LEVEL_SOURCES.length).map((l) => ({
+    ...l, source: LEVEL_SOURCES[l.rank] }));
+  state.bbox = levels.bbox;
+  if (style.sources.cases) style.sources.cases.url = casesTileJSON();
+  await createMap(augmentStyle(style));
   setupInteraction();
   setupSearch();
-  state.levels = await levels;
+  setupTimeFilter();
   $("#loading").hidden = true;
   if (!state.levels.length) {
+    renderLayerSwitcher();
+    renderLegend();
     setStatus("No areas are loaded yet. Run `gridgov demo` to load the demo city.", true);
     return;
   }
-  // Start on the bottom level: the management grids.
+  // Start on the bottom level (the management grids), showing everything there is.
   state.level = state.levels[state.levels.length - 1].name;
   renderLevelSwitcher();
-  await setLevel(state.level, { fit: true });
-  await whenIdle();
-  // The other levels in the background: counts on the switcher, instant search and switching.
-  loadAllLevels().catch(reportError);
+  await setLevel(state.level, { zoomIn: false });
+  await whenIdle(map);
+  renderLayerSwitcher();
+  updateCaseSummary();
 }
 
-const ready = start().catch((err) => {
-  $("#loading").hidden = true;
-  reportError(err);
-  throw err;
-});
-
 window.gridgov = {
-  ready,
-  map,
+  map: null,
   state,
-  setLevel: (name) => setLevel(name).then(() => whenIdle()),
+  setLevel: (name) => setLevel(name).then(() => whenIdle(map)),
+  setLayerVisible,
+  setTimeFilter,
   search,
   selectArea,
   findAreas,
   locate,
   fitToData,
-  whenIdle,
+  casesInView,
+  whenIdle: () => whenIdle(map),
 };
+
+window.gridgov.ready = start().catch((err) => {
+  $("#loading").hidden = true;
+  reportError(err);
+  throw err;
+});

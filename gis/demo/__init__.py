@@ -50,9 +50,10 @@ GRID_TOLERANCE = 0.35  # grids are built from whole buildings, so ±35 % is what
 
 
 def load_demo(conn: Connection, *, city: CitySettings, progress: bool = False,
-              reload: bool = False) -> dict[str, Any]:
+              reload: bool = False, with_cases: bool = True) -> dict[str, Any]:
     """Load the Helsinki demo city into the caller's transaction (never commits).
 
+    ``with_cases`` adds a year of cases with their full histories (``gis.demo.cases``).
     If the demo jurisdiction (``FI-HEL-DEMO``) exists already, returns its counts at once,
     unless ``reload``: then all its rows are deleted first and the city is rebuilt. Returns a
     JSON-able summary of what the database holds for the demo.
@@ -68,7 +69,7 @@ def load_demo(conn: Connection, *, city: CitySettings, progress: bool = False,
         summary = summarize(conn, int(existing))
         summary.update(status="already loaded", seconds=round(time.perf_counter() - started, 2))
         return summary
-    with _steps(progress, total=8 if existing is not None else 7) as step:
+    with _steps(progress, total=(8 if existing is not None else 7) + int(with_cases)) as step:
         step("reading OpenStreetMap and cutting blocks")
         demo = build_city(city)
         if existing is not None:  # only now, so the old city is locked for the least time
@@ -90,6 +91,11 @@ def load_demo(conn: Connection, *, city: CitySettings, progress: bool = False,
         _write_responders(conn, jid, demo, ids, departments)
         step("counting households per area")
         areas.refresh_counts(conn, jid)
+        if with_cases:
+            step("writing a year of cases")
+            from gis.demo.cases import generate_demo_cases
+
+            generate_demo_cases(conn, jid)
     summary = summarize(conn, jid)
     summary.update(status="loaded", seconds=round(time.perf_counter() - started, 2))
     return summary

@@ -1,0 +1,301 @@
+"""Benchmark of the analysis queries against the straightforward PostGIS queries for the same
+answer: coverage of every grid (straight line and by road) and KPIs of one level and period.
+
+    .venv/bin/python bench/bench_analysis.py                 # 20,000 grids, 10⁷ cases
+    .venv/bin/python bench/bench_analysis.py --quick         # 1,000 grids, 5·10⁴ cases
+    .venv/bin/python bench/bench_analysis.py --build-only    # just build the city
+
+The city is built once with ``gis.synth`` in its own database (``gridgov_bench_analysis``) and
+reused. ``gis.synth`` loads its cases in one COPY statement, and the live-feed trigger of
+migration 0002_dispatch then builds one array of every inserted case, which PostgreSQL refuses
+above 1 GB (about 3·10⁶ cases): so the city is built with ``--synth-cases`` (2·10⁶) generated
+cases and topped up to ``--cases`` with copies of them moved by about a metre, one statement
+of 10⁶ per copy (the triggers of every table run as for any insert).
+
+Each line prints the peer's time and ours from the same run, and the ratio; the peer queries
+run with a statement timeout (``--peer-timeout``): a peer that hits it is reported as
+"> timeout". Results go to ``bench/results/analysis-*.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
+
+from bench.common import ensure_city, machine, save, table  # noqa: E402
+from gis import coverage as cov  # noqa: E402
+from gis import kpis  # noqa: E402
+
+PEER_STRAIGHT = """
+WITH f AS (
+    SELECT ST_Transform(geom, :srid) AS g, service_radius_m AS r FROM facilities
+     WHERE jurisdiction_id = :j AND type = :t
+), grid AS (
+    SELECT a.id, a.code FROM areas a
+     WHERE a.jurisdiction_id = :j AND a.valid_to IS NULL AND a.level = 3
+), b AS (
+    SELECT DISTINCT ON (b.id) b.id, p.area_id, b.households,
+           EXISTS (SELECT 1 FROM f WHERE ST_DWithin(f.g, ST_Transform(b.pt, :srid), f.r)) AS cov
+      FROM buildings b JOIN area_parts p ON ST_Covers(p.geom, b.pt) AND p.valid_to IS NULL
+     WHERE b.jurisdiction_id = :j
+     ORDER BY b.id, p.level DESC
+)
+SELECT grid.code, COALESCE(sum(b.households), 0) AS hh,
+       COALESCE(sum(b.households) FILTER (WHERE b.cov), 0) AS hh_cov
+  FROM grid LEFT JOIN b ON b.area_id = grid.id GROUP BY grid.code
+"""
+
+PEER_GAPS = """
+WITH u AS (
+    SELECT ST_Union(ST_Buffer(ST_Transform(geom, :srid), service_radius_m, 8)) AS g
+      FROM facilities WHERE jurisdiction_id = :j AND type = :t
+)
+SELECT count(*) FILTER (WHERE NOT ST_IsEmpty(d)) FROM (
+    SELECT ST_Difference(ST_Transform(a.geom, :srid), u.g) AS d
+      FROM areas a, u WHERE a.jurisdiction_id = :j AND a.valid_to IS NULL AND a.level = 3
+) s
+"""
+
+# pgRouting's driving distance from every facility's nearest node over a walking network
+# (length / 1.389 m/s both ways), then every building to its nearest node (KNN).
+PEER_ROAD = """
+WITH src AS (
+    SELECT DISTINCT (SELECT n.id FROM road_nodes n WHERE n.jurisdiction_id = :j
+                      ORDER BY n.geom <-> f.geom LIMIT 1) AS node
+      FROM facilities f WHERE f.jurisdiction_id = :j AND f.type = :t
+), reach AS (
+    SELECT node, min(agg_cost) AS t FROM pgr_drivingDistance(
+        'SELECT id, source, target, length_m / 1.3889 AS cost, length_m / 1.3889 AS reverse_cost'
+        ' FROM road_edges WHERE jurisdiction_id = ' || :j,
+        (SELECT array_agg(node) FROM src), :limit, directed => false, equicost => true)
+     GROUP BY node
+), b AS (
+    SELECT DISTINCT ON (b.id) b.id, p.area_id, b.households, nn.id AS node, nn.d
+      FROM buildings b JOIN area_parts p ON ST_Covers(p.geom, b.pt) AND p.valid_to IS NULL
+      CROSS JOIN LATERAL (
+          SELECT n.id, ST_Distance(CAST(n.geom AS geography), CAST(b.pt AS geography)) AS d
+            FROM road_nodes n WHERE n.jurisdiction_id = :j
+           ORDER BY n.geom <-> b.pt LIMIT 1) nn
+     WHERE b.jurisdiction_id = :j
+     ORDER BY b.id, p.level DESC
+)
+SELECT a.code, sum(b.households) AS hh,
+       COALESCE(sum(b.households) FILTER (WHERE reach.t + b.d / 1.3889 <= :limit), 0) AS hh_cov
+  FROM areas a JOIN b ON b.area_id = a.id LEFT JOIN reach ON reach.node = b.node
+ WHERE a.level = 3 GROUP BY a.code
+"""
+
+
+def peer(engine: Any, sql: str, params: dict[str, Any], timeout_s: int) -> tuple[Any, float]:
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        conn.execute(text(f"SET statement_timeout = {int(timeout_s * 1000)}"))
+        try:
+            rows = conn.execute(text(sql), params).all()
+        except OperationalError:
+            return None, float("inf")
+    return rows, time.perf_counter() - started
+
+
+def ours(engine: Any, fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        result = fn(conn, *args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+def ratio(p: float, o: float) -> str:
+    if p == float("inf"):
+        return "> timeout"
+    return f"{p / o:.1f}×"
+
+
+def secs(v: float, timeout: int) -> str:
+    return f"> {timeout} s" if v == float("inf") else f"{v:.2f} s"
+
+
+def top_up(engine: Any, jid: int, target: int, step: int = 1_000_000) -> None:
+    """Copies of the generated cases, a metre or so apart, until there are ``target``."""
+    with engine.connect() as conn:
+        have, first, last = conn.execute(text(
+            "SELECT count(*), min(id), max(id) FROM cases WHERE jurisdiction_id = :j"),
+            {"j": jid}).one()
+    base = int(last - first + 1) if have else 0
+    copy = 0
+    while have < target and base:
+        copy += 1
+        n = min(step, target - have, base)
+        offset = (have // base) * 1e-5 + 1e-5
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO cases (jurisdiction_id, category_id, channel, urgency, description,"
+                " area_id, department_id, responder_id, status, reported_at, due_at, closed_at,"
+                " escalation_level, satisfaction, geom)"
+                " SELECT jurisdiction_id, category_id, channel, urgency, description, area_id,"
+                " department_id, responder_id, status, reported_at, due_at, closed_at,"
+                " escalation_level, satisfaction, ST_Translate(geom, :dx, :dy)"
+                " FROM cases WHERE jurisdiction_id = :j AND id >= :lo AND id < :hi"),
+                {"j": jid, "dx": offset, "dy": offset / 2, "lo": first + have % base,
+                 "hi": first + have % base + n})
+        have += n
+        print(f"[bench] topped up to {have:,} cases ({time.perf_counter() - started:.0f} s)",
+              flush=True)
+    if copy:
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+                text("VACUUM ANALYZE cases"))
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+                text("VACUUM ANALYZE kpi_daily"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--grids", type=int, default=20_000)
+    ap.add_argument("--cases", type=int, default=10_000_000)
+    ap.add_argument("--synth-cases", type=int, default=2_000_000)
+    ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("--db", default="gridgov_bench_analysis")
+    ap.add_argument("--type", default=None, help="facility type (default: the most common)")
+    ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--peer-timeout", type=int, default=600)
+    ap.add_argument("--skip-peers", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.grids, args.cases, args.db = 1000, 50_000, args.db + "_quick"
+        args.synth_cases = 50_000
+    city = ensure_city(args.db, grids=args.grids, seed=1,
+                       cases=min(args.cases, args.synth_cases))
+    eng, j = city.engine, city.jurisdiction_id
+    top_up(eng, j, args.cases)
+    if args.build_only:
+        return
+    with eng.connect() as conn:
+        counts = conn.execute(text(
+            "SELECT (SELECT count(*) FROM areas WHERE jurisdiction_id = :j AND level = 3),"
+            " (SELECT count(*) FROM buildings WHERE jurisdiction_id = :j),"
+            " (SELECT count(*) FROM facilities WHERE jurisdiction_id = :j),"
+            " (SELECT count(*) FROM cases WHERE jurisdiction_id = :j),"
+            " (SELECT local_srid FROM jurisdictions WHERE id = :j)"), {"j": j}).one()
+        ftype = args.type or conn.execute(text(
+            "SELECT type FROM facilities WHERE jurisdiction_id = :j GROUP BY type"
+            " ORDER BY count(*) DESC, type LIMIT 1"), {"j": j}).scalar_one()
+        n_type = conn.execute(text("SELECT count(*) FROM facilities WHERE jurisdiction_id = :j"
+                                   " AND type = :t"), {"j": j, "t": ftype}).scalar_one()
+        has_pgr = bool(conn.execute(text(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'pgrouting'")).first())
+    grids, buildings, facilities, cases, srid = counts
+    info = machine(eng)
+    print(f"[bench] {grids:,} grids, {buildings:,} buildings, {facilities:,} facilities "
+          f"({n_type} of type {ftype}), {cases:,} cases; load {info['load_avg_1m']}", flush=True)
+    rows: list[list[Any]] = []
+    payload: dict[str, Any] = {"machine": info, "grids": grids, "buildings": buildings,
+                               "facilities": facilities, "cases": cases, "type": ftype,
+                               "results": {}}
+    tmo = args.peer_timeout
+
+    # --- coverage, straight line, every grid
+    q = cov.CoverageQuery(ftype, level="grid", jurisdiction_id=j)
+    cov.clear_cache()
+    cold, t_cold = ours(eng, cov.coverage, q)
+    warm, t_warm = ours(eng, cov.coverage, q)
+    nogap, t_nogap = ours(eng, cov.coverage, cov.CoverageQuery(ftype, level="grid",
+                                                               jurisdiction_id=j, gaps=False))
+    params = {"j": j, "t": ftype, "srid": srid}
+    p_rows, t_peer = (None, float("inf")) if args.skip_peers else \
+        peer(eng, PEER_STRAIGHT, params, tmo)
+    agree = None
+    if p_rows is not None:
+        mine = {a["code"]: a["households_covered"] for a in nogap["areas"]}
+        agree = sum(int(hh_cov) == mine.get(code) for code, _hh, hh_cov in p_rows) / len(p_rows)
+    rows.append(["coverage straight, every grid, numbers (warm)", secs(t_peer, tmo),
+                 f"{t_nogap:.2f} s", ratio(t_peer, t_nogap)])
+    rows.append(["coverage straight, every grid, with gaps (warm / cold)", "",
+                 f"{t_warm:.2f} / {t_cold:.2f} s", ""])
+    g_rows, t_pgaps = (None, float("inf")) if args.skip_peers else \
+        peer(eng, PEER_GAPS, params, tmo)
+    rows.append(["gap polygons of every grid (ST_Difference vs ours incl. numbers)",
+                 secs(t_pgaps, tmo), f"{t_warm:.2f} s", ratio(t_pgaps, t_warm)])
+    payload["results"]["straight"] = {
+        "peer_s": t_peer, "ours_numbers_s": t_nogap, "ours_gaps_warm_s": t_warm,
+        "ours_gaps_cold_s": t_cold, "peer_gaps_s": t_pgaps, "agreement": agree,
+        "share": warm["summary"]["share_households"]}
+
+    # --- coverage by road (walk), every grid
+    rq = cov.CoverageQuery(ftype, mode="road", minutes=args.minutes, level="grid",
+                           jurisdiction_id=j)
+    r_cold, t_rcold = ours(eng, cov.coverage, rq)
+    r_warm, t_rwarm = ours(eng, cov.coverage, rq)
+    r_nogap, t_rnogap = ours(eng, cov.coverage, cov.CoverageQuery(
+        ftype, mode="road", minutes=args.minutes, level="grid", jurisdiction_id=j, gaps=False))
+    t_proad, r_agree = float("inf"), None
+    if has_pgr and not args.skip_peers:
+        with eng.begin() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pgrouting"))
+        pr, t_proad = peer(eng, PEER_ROAD, {"j": j, "t": ftype, "limit": args.minutes * 60},
+                           tmo)
+        if pr is not None:
+            mine = {a["code"]: a["households_covered"] for a in r_nogap["areas"]}
+            tot_peer = sum(int(c) for _, _, c in pr)
+            r_agree = {"peer_covered": tot_peer,
+                       "ours_covered": r_nogap["summary"]["households_covered"],
+                       "grids_equal": sum(int(c) == mine.get(code) for code, _, c in pr)
+                       / max(len(pr), 1)}
+    rows.append([f"coverage by road ({args.minutes:g} min walk), every grid, numbers",
+                 secs(t_proad, tmo), f"{t_rnogap:.2f} s", ratio(t_proad, t_rnogap)])
+    rows.append(["coverage by road, every grid, with gaps (warm / cold)", "",
+                 f"{t_rwarm:.2f} / {t_rcold:.2f} s", ""])
+    payload["results"]["road"] = {"peer_s": t_proad, "ours_numbers_s": t_rnogap,
+                                  "ours_gaps_warm_s": t_rwarm, "ours_gaps_cold_s": t_rcold,
+                                  "agreement": r_agree,
+                                  "share": r_warm["summary"]["share_households"]}
+
+    # --- KPIs for one level and period
+    today = datetime.now(UTC).date()
+    first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    month = first.strftime("%Y-%m")
+    for level in ("street", "grid"):
+        for period in (month, "365d"):
+            kq = kpis.KpiQuery(level=level, period=period, jurisdiction_id=j)
+            ours(eng, kpis.compute_kpis, kq)  # warm the cache of the plan and pages
+            fast, t_fast = ours(eng, kpis.compute_kpis, kq)
+            if args.skip_peers:
+                slow, t_slow = None, float("inf")
+            else:
+                started = time.perf_counter()
+                with eng.connect() as conn:
+                    conn.execute(text(f"SET statement_timeout = {tmo * 1000}"))
+                    try:
+                        slow = kpis.compute_kpis(conn, kpis.KpiQuery(
+                            level=level, period=period, jurisdiction_id=j, engine="cases"))
+                        t_slow = time.perf_counter() - started
+                    except OperationalError:
+                        slow, t_slow = None, float("inf")
+            same = slow is not None and all(
+                fast["total"][k] == slow["total"][k]
+                for k in ("n", "n_due", "n_closed", "n_on_time", "p90_ttc_h"))
+            rows.append([f"KPIs by {level}, period {period} ({fast['total']['n']:,} cases)"
+                         + ("" if same or slow is None else " DIFFERENT"),
+                         secs(t_slow, tmo), f"{t_fast:.3f} s", ratio(t_slow, t_fast)])
+            payload["results"][f"kpis_{level}_{period}"] = {
+                "peer_s": t_slow, "ours_s": t_fast, "same": same, "n": fast["total"]["n"]}
+    print(table(f"Analysis benchmark — {grids:,} grids, {buildings:,} buildings, "
+                f"{facilities:,} facilities, {cases:,} cases ({info['date']}, "
+                f"{info['cores']} cores, load {info['load_avg_1m']})",
+                ["query", "peer (straightforward PostGIS)", "ours", "ratio"], rows))
+    print(f"\nstraight: per-grid agreement with the peer {agree}; road: {r_agree}")
+    print("saved", save("analysis", payload))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,581 @@
+"""KPIs of case handling (DOMAIN.md, "Evaluation"), per area, department, category or responder.
+
+Every KPI is over the **cohort of cases reported in the period** (local days of the
+jurisdiction, ``since`` inclusive, ``until`` exclusive), evaluated now:
+
+============================  ================================================================
+``closure_rate``              closed / due to close; *due to close* = not rejected, with a
+                              deadline, and either closed or past its deadline
+``on_time_rate``              closed by the deadline / due to close
+``mean_ttc_h``, ``p90_ttc_h`` time from report to close of the closed cases (hours, exact)
+``reopen_rate``               cases reopened at least once / cases handled at least once
+``verify_pass_rate``          verifications that passed / verifications
+``satisfaction``              mean rating (1–5) of the rated cases
+``cases_per_1000``            cases per 1,000 residents of the area
+``cases_per_responder``       cases per responder based in the area
+============================  ================================================================
+
+Two engines give the same numbers: ``rollup`` (default) reads ``kpi_daily`` (migration
+0002_analysis, kept exact by triggers) plus the few open cases whose deadline is still ahead;
+``cases`` computes everything from ``cases`` and ``case_events`` directly (reference, tests,
+and ``by=responder``, which the rollup does not key on).
+
+**Comparable across redraws**: ``basis="reported"`` groups cases by the area in force when they
+were reported (``cases.area_id`` and its ancestors, merged by code); ``basis="current"`` by the
+current area containing the case's point: cases whose grid is still current keep it, the others
+are placed again with ``ST_Covers`` on the current subdivided grids.
+
+Targets, directions and weights are rows of ``kpi_targets``; each row gets a composite
+``score`` (0–100, weighted mean of min(1, value/target) or min(1, target/value)) and a rank.
+
+>>> # compute_kpis(conn, KpiQuery(level="street", period="2026-10"))["rows"][0]["closure_rate"]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Connection, text
+
+from gis.areas import default_jurisdiction, level_rank, levels
+from gis.errors import InvalidInput, NotFound
+
+By = Literal["area", "department", "category", "responder"]
+BY_VALUES = ("area", "department", "category", "responder")
+INTERVALS = ("day", "week", "month")
+KPI_NAMES = ("closure_rate", "on_time_rate", "mean_ttc_h", "p90_ttc_h", "reopen_rate",
+             "verify_pass_rate", "satisfaction", "cases_per_1000", "cases_per_responder")
+COUNT_COLUMNS = ("n", "n_due", "n_closed", "n_on_time", "n_rated", "sat_sum", "n_handled",
+                 "n_reopened", "n_verify", "n_verify_pass")
+MAX_DAYS = 3 * 366 + 1
+
+
+@dataclass(frozen=True)
+class KpiQuery:
+    """What to compute. ``period`` (``2026``, ``2026-Q3``, ``2026-10``, ``2026-W40``,
+    ``2026-10-05``, ``30d``) or ``since``/``until`` (dates, until exclusive); default: the last
+    365 days."""
+
+    level: str | int | None = None
+    by: str = "area"
+    period: str | None = None
+    since: date | None = None
+    until: date | None = None
+    category: str | None = None
+    area: str | None = None
+    basis: str = "reported"
+    engine: str = "rollup"
+    rank_by: str | None = None
+    jurisdiction_id: int | None = None
+
+
+# --------------------------------------------------------------------------- periods
+
+
+def parse_period(period: str | None, since: date | None, until: date | None,
+                 today: date) -> tuple[date, date]:
+    """``(since, until)`` as local dates, until exclusive; 422 naming the bad parameter.
+
+    >>> parse_period("2026-Q3", None, None, date(2026, 11, 1))
+    (datetime.date(2026, 7, 1), datetime.date(2026, 10, 1))
+    >>> parse_period("2026-10", None, None, date(2026, 11, 1))
+    (datetime.date(2026, 10, 1), datetime.date(2026, 11, 1))
+    """
+    if period is not None and (since is not None or until is not None):
+        raise InvalidInput("give either period or since/until, not both", field="period")
+    if period is not None:
+        p = period.strip()
+        try:
+            if m := re.fullmatch(r"(\d{4})", p):
+                y = int(m[1])
+                start, end = date(y, 1, 1), date(y + 1, 1, 1)
+            elif m := re.fullmatch(r"(\d{4})-Q([1-4])", p, re.IGNORECASE):
+                y, q = int(m[1]), int(m[2])
+                start = date(y, 3 * q - 2, 1)
+                end = date(y + (q == 4), (3 * q) % 12 + 1, 1)
+            elif m := re.fullmatch(r"(\d{4})-(\d{2})", p):
+                y, mo = int(m[1]), int(m[2])
+                start = date(y, mo, 1)
+                end = date(y + (mo == 12), mo % 12 + 1, 1)
+            elif m := re.fullmatch(r"(\d{4})-W(\d{2})", p, re.IGNORECASE):
+                start = date.fromisocalendar(int(m[1]), int(m[2]), 1)
+                end = start + timedelta(days=7)
+            elif m := re.fullmatch(r"(\d{4}-\d{2}-\d{2})", p):
+                start = date.fromisoformat(m[1])
+                end = start + timedelta(days=1)
+            elif m := re.fullmatch(r"(\d{1,4})d", p):
+                days = int(m[1])
+                if days < 1:
+                    raise ValueError("at least one day")
+                end = today + timedelta(days=1)
+                start = end - timedelta(days=days)
+            else:
+                raise ValueError("unknown form")
+        except ValueError as exc:
+            raise InvalidInput(
+                f"period {period!r} is not one of YYYY, YYYY-Qn, YYYY-MM, YYYY-Www, "
+                f"YYYY-MM-DD or Nd (last N days)", field="period") from exc
+        return start, end
+    end = until if until is not None else today + timedelta(days=1)
+    start = since if since is not None else end - timedelta(days=365)
+    if start >= end:
+        raise InvalidInput(f"since ({start}) must be before until ({end}); until is exclusive",
+                           field="until")
+    if (end - start).days > MAX_DAYS:
+        raise InvalidInput(f"the period from {start} to {end} is longer than {MAX_DAYS} days",
+                           field="since")
+    return start, end
+
+
+# --------------------------------------------------------------------------- SQL pieces
+
+_CLOSED = "(c.status = 'closed' AND c.due_at IS NOT NULL AND c.closed_at IS NOT NULL)"
+# Per-case facts: the same expressions as the rollup's (migration 0002_analysis), except that
+# "due" is evaluated now (closed, or past the deadline).
+_DIRECT_FACTS = f"""
+    CAST(c.reported_at AT TIME ZONE j.timezone AS date) AS day,
+    {{area}} AS area_id, c.category_id, COALESCE(c.department_id, 0) AS department_id,
+    c.responder_id,
+    1 AS n,
+    CAST(c.status <> 'rejected' AND c.due_at IS NOT NULL
+         AND (c.status = 'closed' OR c.due_at <= CAST(:now AS timestamptz)) AS integer) AS n_due,
+    CAST({_CLOSED} AS integer) AS n_closed,
+    CAST({_CLOSED} AND c.closed_at <= c.due_at AS integer) AS n_on_time,
+    CASE WHEN {_CLOSED} THEN ARRAY[CAST(GREATEST(0, round(EXTRACT(EPOCH FROM
+         c.closed_at - c.reported_at))) AS integer)]
+         ELSE CAST('{{{{}}}}' AS integer[]) END AS ttc_s,
+    CAST(c.satisfaction IS NOT NULL AS integer) AS n_rated,
+    COALESCE(c.satisfaction, 0) AS sat_sum,
+    CAST(c.status IN ('handled', 'verified', 'closed', 'reopened')
+         OR COALESCE(ev.handled, false) AS integer) AS n_handled,
+    CAST(c.status = 'reopened' OR COALESCE(ev.reopened, false) AS integer) AS n_reopened,
+    CAST(COALESCE(ev.verify, 0) AS integer) AS n_verify,
+    CAST(COALESCE(ev.verify_pass, 0) AS integer) AS n_verify_pass
+"""
+_EVENTS = """
+    LEFT JOIN LATERAL (
+        SELECT bool_or(e.action = 'handle') AS handled,
+               bool_or(e.to_state = 'reopened') AS reopened,
+               count(*) FILTER (WHERE e.action = 'verify') AS verify,
+               count(*) FILTER (WHERE e.action = 'verify' AND e.to_state = 'verified')
+                 AS verify_pass
+          FROM case_events e WHERE e.case_id = c.id) ev ON true
+"""
+# The current grid of a case point (deepest level, smallest code: as intake assigns).
+_CURRENT_GRID = """
+    LEFT JOIN LATERAL (
+        SELECT a2.id FROM area_parts p JOIN areas a2 ON a2.id = p.area_id
+         WHERE a2.jurisdiction_id = :j AND p.valid_to IS NULL
+           AND ST_Covers(p.geom, CASE WHEN GeometryType(c.geom) = 'POINT' THEN c.geom
+                                      ELSE ST_PointOnSurface(c.geom) END)
+         ORDER BY p.level DESC, a2.code LIMIT 1) cur ON {when}
+"""
+_PERIOD = ("c.reported_at >= CAST(:since AS timestamp) AT TIME ZONE j.timezone"
+           " AND c.reported_at < CAST(:until AS timestamp) AT TIME ZONE j.timezone")
+
+
+def _direct(where_area: str, area_expr: str, join_current: str, cat_filter: str) -> str:
+    return f"""
+        SELECT {_DIRECT_FACTS.format(area=area_expr)}
+          FROM cases c
+          JOIN jurisdictions j ON j.id = c.jurisdiction_id
+          LEFT JOIN areas ca ON ca.id = c.area_id
+          {join_current}
+          {_EVENTS}
+         WHERE c.jurisdiction_id = :j AND c.area_id IS NOT NULL AND {_PERIOD}
+           {where_area} {cat_filter}
+    """
+
+
+def _rollup(where_area: str, cat_filter: str) -> str:
+    counts = ", ".join(f"k.{c}" for c in COUNT_COLUMNS)
+    return f"""
+        SELECT k.day, k.area_id, k.category_id, k.department_id, CAST(NULL AS bigint)
+               AS responder_id, {counts.replace('k.n_rated', 'k.ttc_s, k.n_rated')}
+          FROM kpi_daily k
+          JOIN areas ca ON ca.id = k.area_id
+         WHERE ca.jurisdiction_id = :j AND k.day >= CAST(:since AS date)
+           AND k.day < CAST(:until AS date) {where_area} {cat_filter.replace('c.', 'k.')}
+    """
+
+
+def _not_yet_due(where_area: str, cat_filter: str) -> str:
+    """Open cases whose deadline is still ahead: counted as due by the rollup, not due now."""
+    zeros = ", ".join(f"0 AS {c}" for c in COUNT_COLUMNS if c not in ("n_due",))
+    return f"""
+        SELECT CAST(c.reported_at AT TIME ZONE j.timezone AS date) AS day, c.area_id,
+               c.category_id, COALESCE(c.department_id, 0) AS department_id,
+               CAST(NULL AS bigint) AS responder_id, -1 AS n_due,
+               CAST('{{}}' AS integer[]) AS ttc_s, {zeros}
+          FROM cases c
+          JOIN jurisdictions j ON j.id = c.jurisdiction_id
+          JOIN areas ca ON ca.id = c.area_id
+         WHERE c.jurisdiction_id = :j AND c.status NOT IN ('closed', 'rejected')
+           AND c.due_at > CAST(:now AS timestamptz) AND {_PERIOD}
+           {where_area} {cat_filter}
+    """
+
+
+_COLUMNS = ("day", "area_id", "category_id", "department_id", "responder_id", "n", "n_due",
+            "n_closed", "n_on_time", "ttc_s", "n_rated", "sat_sum", "n_handled", "n_reopened",
+            "n_verify", "n_verify_pass")
+
+
+def _facts_sql(q: KpiQuery, cat_filter: str) -> str:
+    """A SELECT of uniform fact rows (columns ``_COLUMNS``) for the query's engine and basis."""
+    cols = ", ".join(_COLUMNS)
+
+    def uniform(sql: str) -> str:
+        return f"SELECT {cols} FROM ({sql}) s"
+
+    if q.engine == "cases" or q.by == "responder":
+        if q.basis == "current":
+            return uniform(_direct("", "COALESCE(cur.id, c.area_id)",
+                                   _CURRENT_GRID.format(when="ca.valid_to IS NOT NULL"),
+                                   cat_filter))
+        return uniform(_direct("", "c.area_id", "", cat_filter))
+    if q.basis == "current":
+        current = "AND ca.valid_to IS NULL"
+        return " UNION ALL ".join([
+            uniform(_rollup(current, cat_filter)),
+            uniform(_not_yet_due(current, cat_filter)),
+            uniform(_direct("AND ca.valid_to IS NOT NULL", "cur.id",
+                            _CURRENT_GRID.format(when="true"), cat_filter)),
+        ])
+    return " UNION ALL ".join([uniform(_rollup("", cat_filter)),
+                               uniform(_not_yet_due("", cat_filter))])
+
+
+# --------------------------------------------------------------------------- computing
+
+
+def targets(conn: Connection) -> dict[str, dict[str, Any]]:
+    """``{kpi: {label, target, direction, weight, unit}}`` from ``kpi_targets``."""
+    rows = conn.execute(text("SELECT kpi, label, target, direction, weight, unit"
+                             " FROM kpi_targets ORDER BY kpi")).mappings()
+    return {r["kpi"]: dict(r) for r in rows}
+
+
+def set_target(conn: Connection, kpi: str, *, target: float | None = None,
+               direction: str | None = None, weight: float | None = None,
+               label: str | None = None) -> dict[str, Any]:
+    """Change a KPI's target, direction or weight (the evaluation model is configuration)."""
+    if kpi not in KPI_NAMES:
+        raise NotFound(f"unknown KPI {kpi!r}; KPIs are: {', '.join(KPI_NAMES)}", field="kpi")
+    if direction is not None and direction not in ("higher", "lower"):
+        raise InvalidInput("direction must be 'higher' or 'lower'", field="direction")
+    if weight is not None and (not math.isfinite(weight) or weight < 0):
+        raise InvalidInput("weight must be a finite number >= 0", field="weight")
+    if target is not None and not math.isfinite(target):
+        raise InvalidInput("target must be a finite number", field="target")
+    conn.execute(text(
+        "INSERT INTO kpi_targets (kpi, label, target, direction, weight) VALUES"
+        " (:kpi, COALESCE(:label, :kpi), :target, COALESCE(:direction, 'higher'),"
+        " COALESCE(:weight, 1)) ON CONFLICT (kpi) DO UPDATE SET"
+        " target = COALESCE(:target, kpi_targets.target),"
+        " direction = COALESCE(:direction, kpi_targets.direction),"
+        " weight = COALESCE(:weight, kpi_targets.weight),"
+        " label = COALESCE(:label, kpi_targets.label)"),
+        {"kpi": kpi, "label": label, "target": target, "direction": direction,
+         "weight": weight})
+    return targets(conn)[kpi]
+
+
+def _resolve(conn: Connection, q: KpiQuery, now: datetime) -> tuple[KpiQuery, int, date, date]:
+    if q.by not in BY_VALUES:
+        raise InvalidInput(f"by must be one of {', '.join(BY_VALUES)}, not {q.by!r}", field="by")
+    if q.basis not in ("reported", "current"):
+        raise InvalidInput(f"basis must be 'reported' or 'current', not {q.basis!r}",
+                           field="basis")
+    if q.engine not in ("rollup", "cases"):
+        raise InvalidInput(f"engine must be 'rollup' or 'cases', not {q.engine!r}",
+                           field="engine")
+    if q.rank_by is not None and q.rank_by not in ("score", *KPI_NAMES, "n"):
+        raise InvalidInput(f"rank_by must be score, n or a KPI ({', '.join(KPI_NAMES)})",
+                           field="rank_by")
+    jid = q.jurisdiction_id if q.jurisdiction_id is not None else default_jurisdiction(conn)
+    tz = conn.execute(text("SELECT timezone FROM jurisdictions WHERE id = :j"),
+                      {"j": jid}).scalar()
+    if tz is None:
+        raise NotFound(f"no jurisdiction {jid}", field="jurisdiction")
+    from zoneinfo import ZoneInfo
+
+    today = now.astimezone(ZoneInfo(str(tz))).date()
+    since, until = parse_period(q.period, q.since, q.until, today)
+    level = q.level
+    if level is None:
+        level = levels(conn, jid)[-1]["rank"]
+    rank = level_rank(conn, level, jid)
+    if q.category is not None:
+        found = conn.execute(text("SELECT 1 FROM categories WHERE code = :c"),
+                             {"c": q.category}).first()
+        if found is None:
+            raise InvalidInput(f"unknown category {q.category!r}", field="category")
+    if q.area is not None:
+        found = conn.execute(text("SELECT 1 FROM areas WHERE jurisdiction_id = :j AND code = :c"),
+                             {"j": jid, "c": q.area}).first()
+        if found is None:
+            raise InvalidInput(f"unknown area {q.area!r}", field="area")
+    return replace(q, level=rank, jurisdiction_id=jid), jid, since, until
+
+
+def _group_sql(q: KpiQuery, interval: str | None) -> tuple[str, str]:
+    """(join clause, group key expression) over ``facts f``."""
+    if interval is not None:
+        return "", f"to_char(date_trunc('{interval}', f.day), 'YYYY-MM-DD')"
+    if q.by == "area":
+        return "JOIN chain g ON g.start_id = f.area_id AND g.level = :level", "g.code"
+    if q.by == "department":
+        return "", "CAST(f.department_id AS text)"
+    if q.by == "category":
+        return "JOIN categories kc ON kc.id = f.category_id", "kc.code"
+    return "", "COALESCE(CAST(f.responder_id AS text), '-')"
+
+
+def _aggregate(conn: Connection, q: KpiQuery, since: date, until: date, now: datetime,
+               interval: str | None = None) -> list[dict[str, Any]]:
+    cat_filter = ""
+    params: dict[str, Any] = {"j": q.jurisdiction_id, "since": since, "until": until,
+                              "now": now, "level": q.level, "area": q.area,
+                              "category": q.category}
+    if q.category is not None:
+        cat_filter = ("AND c.category_id IN (SELECT id FROM categories"
+                      " WHERE code LIKE CAST(:category AS text) || '%')")
+    current_only = "AND a.valid_to IS NULL" if q.basis == "current" else ""
+    join, key = _group_sql(q, interval)
+    area_filter = ("JOIN chain flt ON flt.start_id = f.area_id AND flt.code = :area"
+                   if q.area is not None else "")
+    sums = ", ".join(f"sum(f.{c}) AS {c}" for c in COUNT_COLUMNS)
+    sql = f"""
+    WITH RECURSIVE chain AS (
+        SELECT a.id AS start_id, a.id, a.parent_id, a.level, a.code
+          FROM areas a WHERE a.jurisdiction_id = :j {current_only}
+        UNION ALL
+        SELECT ch.start_id, p.id, p.parent_id, p.level, p.code
+          FROM chain ch JOIN areas p ON p.id = ch.parent_id
+    ), facts AS MATERIALIZED (
+        SELECT {key} AS gkey, f.*
+          FROM ({_facts_sql(q, cat_filter)}) f
+          {join} {area_filter}
+    ), sums AS (
+        SELECT gkey, {sums} FROM facts f GROUP BY GROUPING SETS ((gkey), ())
+    ), ttc AS (
+        SELECT f.gkey, avg(t) AS mean_ttc_s,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY t) AS p90_ttc_s
+          FROM facts f CROSS JOIN LATERAL unnest(f.ttc_s) AS t
+         GROUP BY GROUPING SETS ((f.gkey), ())
+    )
+    SELECT s.*, t.mean_ttc_s, t.p90_ttc_s
+      FROM sums s LEFT JOIN ttc t ON t.gkey IS NOT DISTINCT FROM s.gkey
+    """
+    return [dict(r) for r in conn.execute(text(sql), params).mappings()]
+
+
+def _rates(row: dict[str, Any]) -> dict[str, Any]:
+    def ratio(a: Any, b: Any) -> float | None:
+        a, b = float(a or 0), float(b or 0)
+        return round(a / b, 4) if b > 0 else None
+
+    out: dict[str, Any] = {c: int(row.get(c) or 0) for c in COUNT_COLUMNS}
+    out["n_due"] = max(out["n_due"], 0)
+    mean, p90 = row.get("mean_ttc_s"), row.get("p90_ttc_s")
+    out.update(
+        closure_rate=ratio(out["n_closed"], out["n_due"]),
+        on_time_rate=ratio(out["n_on_time"], out["n_due"]),
+        mean_ttc_h=round(float(mean) / 3600, 2) if mean is not None else None,
+        p90_ttc_h=round(float(p90) / 3600, 2) if p90 is not None else None,
+        reopen_rate=ratio(out["n_reopened"], out["n_handled"]),
+        verify_pass_rate=ratio(out["n_verify_pass"], out["n_verify"]),
+        satisfaction=(round(out["sat_sum"] / out["n_rated"], 3) if out["n_rated"] else None),
+    )
+    return out
+
+
+def _score(row: dict[str, Any], tg: dict[str, dict[str, Any]]) -> tuple[float | None, list[str]]:
+    total = weight = 0.0
+    met = []
+    for kpi, spec in tg.items():
+        value, target, w = row.get(kpi), spec.get("target"), float(spec.get("weight") or 0)
+        if value is None or target is None:
+            continue
+        higher = spec["direction"] == "higher"
+        ok = value >= target if higher else value <= target
+        if ok:
+            met.append(kpi)
+        if w <= 0:
+            continue
+        if higher:
+            achieved = min(value / target, 1.0) if target > 0 else 1.0
+        else:
+            achieved = min(target / value, 1.0) if value > 0 else 1.0
+        total += w * achieved
+        weight += w
+    return (round(100 * total / weight, 1) if weight else None), met
+
+
+def _labels(conn: Connection, q: KpiQuery, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """Names and population of the group keys."""
+    if q.by == "area":
+        rows = conn.execute(text(
+            """
+            SELECT DISTINCT ON (a.code) a.code, a.name, a.population, a.households,
+                   (a.valid_to IS NULL) AS current,
+                   ST_Y(ST_PointOnSurface(a.geom)) AS lat, ST_X(ST_PointOnSurface(a.geom)) AS lon
+              FROM areas a WHERE a.jurisdiction_id = :j AND a.level = :level
+             ORDER BY a.code, a.valid_to IS NULL DESC, a.valid_from DESC
+            """), {"j": q.jurisdiction_id, "level": q.level}).mappings()
+        return {r["code"]: dict(r) for r in rows}
+    if q.by == "department":
+        deps = conn.execute(text("SELECT CAST(id AS text) AS k, code, name FROM departments"))
+        out: dict[str, dict[str, Any]] = {str(k): {"code": c, "name": n} for k, c, n in deps}
+        out["0"] = {"code": "-", "name": "no department"}
+        return out
+    if q.by == "category":
+        cats = conn.execute(text("SELECT code, name FROM categories WHERE code = ANY(:k)"),
+                            {"k": keys})
+        return {str(c): {"code": c, "name": n} for c, n in cats}
+    resp = conn.execute(text(
+        "SELECT CAST(r.id AS text), r.name, d.code FROM responders r LEFT JOIN departments d"
+        " ON d.id = r.department_id WHERE r.id = ANY(CAST(:k AS bigint[]))"),
+        {"k": [int(k) for k in keys if k.isdigit()]})
+    return {str(k): {"code": k, "name": n, "department": d} for k, n, d in resp}
+
+
+def _responders_per_area(conn: Connection, q: KpiQuery) -> dict[str, int]:
+    rows = conn.execute(text(
+        """
+        WITH RECURSIVE chain AS (
+            SELECT a.id AS start_id, a.id, a.parent_id, a.level, a.code
+              FROM areas a WHERE a.jurisdiction_id = :j
+            UNION ALL
+            SELECT ch.start_id, p.id, p.parent_id, p.level, p.code
+              FROM chain ch JOIN areas p ON p.id = ch.parent_id
+        )
+        SELECT g.code, count(*) FROM responders r JOIN chain g ON g.start_id = r.home_area_id
+         WHERE r.jurisdiction_id = :j AND g.level = :level GROUP BY g.code
+        """), {"j": q.jurisdiction_id, "level": q.level}).all()
+    return {str(c): int(n) for c, n in rows}
+
+
+def _area_filter_codes(conn: Connection, q: KpiQuery) -> set[str] | None:
+    """Codes of the level's current areas inside ``q.area`` (None: no filter)."""
+    if q.area is None:
+        return None
+    rows = conn.execute(text(
+        """
+        WITH RECURSIVE down AS (
+            SELECT id, code, level FROM areas WHERE jurisdiction_id = :j AND code = :area
+            UNION
+            SELECT c.id, c.code, c.level FROM areas c JOIN down ON c.parent_id = down.id
+        )
+        SELECT DISTINCT code FROM down WHERE level = :level
+        """), {"j": q.jurisdiction_id, "area": q.area, "level": q.level}).scalars()
+    return set(rows)
+
+
+def compute_kpis(conn: Connection, q: KpiQuery, *, now: datetime | None = None
+                 ) -> dict[str, Any]:
+    """KPIs per group (``rows``, ranked) and for the whole selection (``total``).
+
+    Areas of the level with no case in the period are listed too (``n`` = 0, rates None).
+    """
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    q, jid, since, until = _resolve(conn, q, now)
+    raw = _aggregate(conn, q, since, until, now)
+    tg = targets(conn)
+    total_raw = next((r for r in raw if r["gkey"] is None), {})
+    groups = {str(r["gkey"]): r for r in raw if r["gkey"] is not None}
+    labels = _labels(conn, q, list(groups))
+    rows: list[dict[str, Any]] = []
+    keys = list(groups)
+    if q.by == "area":
+        wanted = _area_filter_codes(conn, q)
+        current = [k for k, v in labels.items() if v.get("current")]
+        keys = sorted(set(keys) | {k for k in current if wanted is None or k in wanted})
+        responders = _responders_per_area(conn, q)
+    for key in keys:
+        row = _rates(groups.get(key, {}))
+        info = labels.get(key, {"code": key, "name": None})
+        out: dict[str, Any] = {"key": key, "code": info.get("code", key),
+                               "name": info.get("name")}
+        if q.by == "area":
+            pop = int(info.get("population") or 0)
+            staff = responders.get(key, 0)
+            out.update(population=pop, households=int(info.get("households") or 0),
+                       responders=staff, current=bool(info.get("current")))
+            row["cases_per_1000"] = round(1000 * row["n"] / pop, 2) if pop else None
+            row["cases_per_responder"] = round(row["n"] / staff, 2) if staff else None
+        elif q.by == "responder":
+            out["department"] = info.get("department")
+        out.update(row)
+        out["score"], out["targets_met"] = _score(out, tg)
+        rows.append(out)
+    _rank(rows, q.rank_by or "score", tg)
+    total = _rates(total_raw)
+    if q.by == "area":
+        pop = sum(r["population"] for r in rows)
+        staff = sum(r["responders"] for r in rows)
+        total["cases_per_1000"] = round(1000 * total["n"] / pop, 2) if pop else None
+        total["cases_per_responder"] = round(total["n"] / staff, 2) if staff else None
+        total.update(population=pop, responders=staff)
+    total["score"], total["targets_met"] = _score(total, tg)
+    level_name = next((lv["name"] for lv in levels(conn, jid) if lv["rank"] == q.level), None)
+    return {
+        "jurisdiction_id": jid, "by": q.by, "level": level_name, "basis": q.basis,
+        "engine": "cases" if q.by == "responder" else q.engine,
+        "since": since.isoformat(), "until": until.isoformat(), "as_of": now.isoformat(),
+        "category": q.category, "area": q.area, "rank_by": q.rank_by or "score",
+        "targets": tg, "total": total, "rows": rows,
+    }
+
+
+def _rank(rows: list[dict[str, Any]], by: str, tg: dict[str, dict[str, Any]]) -> None:
+    """Sort best first by ``by`` (direction from the targets; score and n: higher first);
+    rows without a value go last. Equal values share a rank."""
+    lower = by in tg and tg[by]["direction"] == "lower"
+
+    def key(r: dict[str, Any]) -> tuple[int, float, str]:
+        v = r.get(by)
+        if v is None:
+            return (1, 0.0, r["key"])
+        return (0, float(v) if lower else -float(v), r["key"])
+
+    rows.sort(key=key)
+    previous: Any = object()
+    rank = 0
+    for i, r in enumerate(rows, start=1):
+        v = r.get(by)
+        if v is None:
+            r["rank"] = None
+            continue
+        if v != previous:
+            rank = i
+            previous = v
+        r["rank"] = rank
+
+
+def kpi_series(conn: Connection, q: KpiQuery, *, interval: str = "month",
+               now: datetime | None = None) -> dict[str, Any]:
+    """KPIs per day, week or month of the period (for the whole selection, or ``q.area``)."""
+    if interval not in INTERVALS:
+        raise InvalidInput(f"interval must be one of {', '.join(INTERVALS)}", field="interval")
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    q, jid, since, until = _resolve(conn, replace(q, by="area"), now)
+    if q.area is not None:
+        rank = conn.execute(text(
+            "SELECT level FROM areas WHERE jurisdiction_id = :j AND code = :c LIMIT 1"),
+            {"j": jid, "c": q.area}).scalar_one()
+        q = replace(q, level=int(rank))
+    raw = _aggregate(conn, q, since, until, now, interval=interval)
+    rows = [{"period": str(r["gkey"]), **_rates(r)} for r in raw if r["gkey"] is not None]
+    rows.sort(key=lambda r: r["period"])
+    return {"interval": interval, "since": since.isoformat(), "until": until.isoformat(),
+            "category": q.category, "area": q.area, "rows": rows}
+
+
+__all__ = ["KPI_NAMES", "KpiQuery", "compute_kpis", "kpi_series", "parse_period", "set_target",
+           "targets"]
