@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 
 from api.deps import ConnDep, get_conn
 from gis import tiles as gis_tiles
+from gis.auth import STAFF_ROLES, Unauthorized, authenticate, require_role
 from gis.errors import InvalidInput
 from gis.tilecache import Entry, TileCache, TileCacheSettings
 from layers import tiles as layer_tiles
@@ -136,8 +137,11 @@ async def tile(
     since: SinceQ = None,
     until: UntilQ = None,
 ) -> Response:
-    """One Mapbox Vector Tile; 204 when it holds nothing."""
+    """One Mapbox Vector Tile; 204 when it holds nothing. Non-public layers (responders) need
+    a staff token."""
     spec = get_layer(layer)
+    if not spec.public:
+        await run_in_threadpool(_require_staff, request, lazy)
     layer_tiles.check_zoom(spec, z, x, y)
     values = parse_filters(spec.filters, query_filters(request), layer=spec.name)
     cache: TileCache = request.app.state.tile_cache
@@ -162,6 +166,17 @@ async def tile(
     if not entry.data:
         return Response(status_code=204, headers=headers)
     return Response(entry.data, media_type=MVT_MEDIA_TYPE, headers=headers)
+
+
+def _require_staff(request: Request, lazy: LazyConnection) -> None:
+    """401 for the public, 403 for non-staff: on-duty positions are not for everyone."""
+    header = request.headers.get("authorization") or ""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("this layer needs a staff token: `Authorization: Bearer <token>`",
+                           field="Authorization")
+    principal = authenticate(lazy.get(), token.strip())
+    require_role(principal, tuple(sorted(STAFF_ROLES)), "see responder positions")
 
 
 def tiles_url(request: Request, layer: str, raw_filters: Mapping[str, str]) -> str:

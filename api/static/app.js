@@ -10,7 +10,7 @@
 
 import {
   ApiError, LEVEL_SOURCES, byColour, cap, el, factsList, formatTime, getJSON, humanize,
-  loadStyle, matchEntries, maySeeRestricted, nf, nf1, renderedDistinct, whenIdle, whoAmI,
+  loadStyle, matchEntries, withToken, maySeeRestricted, nf, nf1, renderedDistinct, whenIdle, whoAmI,
 } from "./gridmap.js";
 
 const maplibregl = window.maplibregl;
@@ -150,6 +150,7 @@ function createMap(style) {
   const [x0, y0, x1, y1] = state.bbox ?? [-180, -80, 180, 80];
   map = new maplibregl.Map({
     container: "map",
+    transformRequest: withToken,
     style,
     hash: "map",
     // Start on the data (not on the style's centre), so the first tiles asked for are the ones

@@ -9,7 +9,7 @@
 
 import {
   ApiError, LEVEL_SOURCES, cap, el, factsList, formatTime, getJSON, humanize, loadStyle,
-  matchEntries, nf, duration, renderedDistinct, whenIdle, whoAmI,
+  matchEntries, withToken, nf, duration, renderedDistinct, whenIdle, whoAmI,
 } from "./gridmap.js";
 
 const maplibregl = window.maplibregl;
@@ -104,6 +104,7 @@ function casesTileJSON() {
 function createMap(style) {
   map = new maplibregl.Map({
     container: "map", style,
+    transformRequest: withToken,
     attributionControl: { compact: true, customAttribution: "gridgov" },
     dragRotate: false, pitchWithRotate: false,
   });

@@ -29,6 +29,15 @@ function storedToken() {
   }
 }
 
+// MapLibre's request hook: tile requests to this server carry the staff token, if any, so
+// staff-only layers (responders) load for staff and are refused (401) for everyone else.
+export function withToken(url, resourceType) {
+  const token = storedToken();
+  if (!token || resourceType !== "Tile") return { url };
+  if (new URL(url, window.location.origin).origin !== window.location.origin) return { url };
+  return { url, headers: { Authorization: `Bearer ${token}` } };
+}
+
 export async function getJSON(path, params = {}, { auth = false, signal } = {}) {
   const url = new URL(path, window.location.origin);
   for (const [k, v] of Object.entries(params)) {

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
 from layers.registry import REGISTRY
-from tests.factories import X0, Y0
+from tests.factories import X0, Y0, account
 from tests.layers.mapdata import CASE_POINTS, FAR_TILE, GRID_TILE, MapCity, map_city
 
 MVT = "application/vnd.mapbox-vector-tile"
@@ -56,8 +56,10 @@ def test_tile_has_strong_etag_and_answers_304(client: TestClient, city: MapCity)
     ("responders", "private, max-age=2, must-revalidate"),
 ])
 def test_cache_control_is_short_for_live_layers(client: TestClient, city: MapCity, layer: str,
-                                                expected: str) -> None:
-    assert client.get(_url(layer)).headers["cache-control"] == expected
+                                                expected: str, conn: Connection) -> None:
+    _, token = account(conn, "dispatcher")  # responders are staff-only
+    r = client.get(_url(layer), headers={"Authorization": f"Bearer {token}"})
+    assert r.headers["cache-control"] == expected
 
 
 def test_empty_tile_is_204(client: TestClient, city: MapCity) -> None:
@@ -111,8 +113,10 @@ def test_rollup_and_row_counts_give_the_same_tile(client: TestClient, city: MapC
         assert mapbox_vector_tile.decode(rollup) == mapbox_vector_tile.decode(rows)
 
 
-def test_responder_tile_shows_only_fresh_on_duty_staff(client: TestClient, city: MapCity
-                                                       ) -> None:
+def test_responder_tile_shows_only_fresh_on_duty_staff(client: TestClient, city: MapCity,
+                                                       conn: Connection) -> None:
+    _, token = account(conn, "dispatcher")
+    client.headers["Authorization"] = f"Bearer {token}"
     features = _features(client, "responders")
     assert [f["properties"]["status"] for f in features] == ["available"]
     assert "name" not in features[0]["properties"]
