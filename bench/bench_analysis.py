@@ -151,11 +151,9 @@ def top_up(engine: Any, jid: int, target: int, step: int = 1_000_000) -> None:
         print(f"[bench] topped up to {have:,} cases ({time.perf_counter() - started:.0f} s)",
               flush=True)
     if copy:
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-                text("VACUUM ANALYZE cases"))
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-                text("VACUUM ANALYZE kpi_daily"))
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE cases"))
+            conn.execute(text("VACUUM ANALYZE kpi_daily"))
 
 
 def main() -> None:
@@ -170,6 +168,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=15.0)
     ap.add_argument("--peer-timeout", type=int, default=600)
     ap.add_argument("--skip-peers", action="store_true")
+    ap.add_argument("--only-kpis", action="store_true", help="skip the coverage part")
     args = ap.parse_args()
     if args.quick:
         args.grids, args.cases, args.db = 1000, 50_000, args.db + "_quick"
@@ -202,8 +201,20 @@ def main() -> None:
     payload: dict[str, Any] = {"machine": info, "grids": grids, "buildings": buildings,
                                "facilities": facilities, "cases": cases, "type": ftype,
                                "results": {}}
-    tmo = args.peer_timeout
 
+    if not args.only_kpis:
+        coverage_part(args, eng, j, ftype, srid, has_pgr, rows, payload)
+    kpi_part(args, eng, j, rows, payload)
+    print(table(f"Analysis benchmark — {grids:,} grids, {buildings:,} buildings, "
+                f"{facilities:,} facilities, {cases:,} cases ({info['date']}, "
+                f"{info['cores']} cores, load {info['load_avg_1m']})",
+                ["query", "peer (straightforward PostGIS)", "ours", "ratio"], rows))
+    print("saved", save("analysis", payload))
+
+
+def coverage_part(args: Any, eng: Any, j: int, ftype: str, srid: int, has_pgr: bool,
+                  rows: list[list[Any]], payload: dict[str, Any]) -> None:
+    tmo = args.peer_timeout
     # --- coverage, straight line, every grid
     q = cov.CoverageQuery(ftype, level="grid", jurisdiction_id=j)
     cov.clear_cache()
@@ -260,6 +271,12 @@ def main() -> None:
                                   "agreement": r_agree,
                                   "share": r_warm["summary"]["share_households"]}
 
+    print(f"straight: per-grid agreement with the peer {agree}; road: {r_agree}")
+
+
+def kpi_part(args: Any, eng: Any, j: int, rows: list[list[Any]], payload: dict[str, Any]
+             ) -> None:
+    tmo = args.peer_timeout
     # --- KPIs for one level and period
     today = datetime.now(UTC).date()
     first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
@@ -289,12 +306,6 @@ def main() -> None:
                          secs(t_slow, tmo), f"{t_fast:.3f} s", ratio(t_slow, t_fast)])
             payload["results"][f"kpis_{level}_{period}"] = {
                 "peer_s": t_slow, "ours_s": t_fast, "same": same, "n": fast["total"]["n"]}
-    print(table(f"Analysis benchmark — {grids:,} grids, {buildings:,} buildings, "
-                f"{facilities:,} facilities, {cases:,} cases ({info['date']}, "
-                f"{info['cores']} cores, load {info['load_avg_1m']})",
-                ["query", "peer (straightforward PostGIS)", "ours", "ratio"], rows))
-    print(f"\nstraight: per-grid agreement with the peer {agree}; road: {r_agree}")
-    print("saved", save("analysis", payload))
 
 
 if __name__ == "__main__":
