@@ -22,8 +22,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
 from api.deps import ConnDep, get_conn
+from api.security import get_principal
 from gis import tiles as gis_tiles
-from gis.auth import STAFF_ROLES, Unauthorized, authenticate, require_role
+from gis.auth import STAFF_ROLES, require_role
 from gis.errors import InvalidInput
 from gis.tilecache import Entry, TileCache, TileCacheSettings
 from layers import tiles as layer_tiles
@@ -170,12 +171,7 @@ async def tile(
 
 def _require_staff(request: Request, lazy: LazyConnection) -> None:
     """401 for the public, 403 for non-staff: on-duty positions are not for everyone."""
-    header = request.headers.get("authorization") or ""
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("this layer needs a staff token: `Authorization: Bearer <token>`",
-                           field="Authorization")
-    principal = authenticate(lazy.get(), token.strip())
+    principal = get_principal(request, lazy.get())
     require_role(principal, tuple(sorted(STAFF_ROLES)), "see responder positions")
 
 
