@@ -90,6 +90,10 @@ def create_app(db_settings: DatabaseSettings | None = None) -> FastAPI:
     def command() -> FileResponse:
         return FileResponse(STATIC / "command.html")
 
+    @app.get("/dispatch", include_in_schema=False)
+    def dispatch_console() -> FileResponse:
+        return FileResponse(STATIC / "dispatch.html", headers={"Referrer-Policy": "no-referrer"})
+
     @app.get("/planner", include_in_schema=False)
     def planner() -> FileResponse:
         return FileResponse(STATIC / "planner.html")

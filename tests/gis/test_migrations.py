@@ -59,3 +59,10 @@ def test_every_geometry_column_has_a_gist_index(engine: Engine) -> None:
     missing = [(t, c) for t, c in columns
                if not any(t == it and f"({c})" in idef for it, idef in gist)]
     assert columns and missing == []
+
+
+def test_revisions_have_one_head() -> None:
+    """Parallel branches are merged, so a new revision has one parent to build on."""
+    from alembic.script import ScriptDirectory
+
+    assert len(ScriptDirectory.from_config(schema.alembic_config()).get_heads()) == 1
