@@ -1,8 +1,7 @@
 """analysis: daily KPI rollup of cases, KPI targets, change markers for coverage caches
 
 Revision ID: 0002_analysis
-Revises: 0001
-Depends on: 0002_dispatch (its ``data_versions`` table and ``gridgov_bump_data_version()``)
+Revises: 0002_dispatch (its ``data_versions`` table and ``gridgov_bump_data_version()``)
 Create Date: 2026-11-23 22:00:00
 
 - ``kpi_daily``: one row per (local report day, grid in force at report time, category,
@@ -25,9 +24,9 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = '0002_analysis'
-down_revision: str | None = '0001'
+down_revision: str | None = '0002_dispatch'
 branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = ('0002_dispatch',)
+depends_on: str | Sequence[str] | None = None
 
 KEY = "day, area_id, category_id, department_id"
 COUNTS = ("n", "n_due", "n_closed", "n_on_time", "n_rated", "sat_sum", "n_handled",
