@@ -2,7 +2,7 @@
 
 Counting rules, the same as the map's case tiles (``layers/registry.py``):
 
-- **open**: not in a terminal state (``gridgov_case_open``: not closed, rejected, redirected);
+- **open**: not in a terminal state (``gridgov_case_open``: not closed or rejected);
 - **overdue**: open and ``due_at`` before now;
 - **closed today**: ``status = 'closed'`` and closed since the start of the day in the
   jurisdiction's time zone.

@@ -16,14 +16,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gis import tiles
+from gis.caseconfig import TERMINAL
 from gis.errors import NotFound
 from gis.models import CASE_STATUSES
 from gis.tilecache import CachePolicy
 from gis.tiles import CellGrid, Prop, TableSource
 from layers.filters import FilterSpec
 
-# Terminal case states (migration 0002_tiles: gridgov_case_open says the same in SQL).
-CLOSED_STATUSES = ("closed", "redirected", "rejected")
+# Terminal case states (gis.caseconfig; SQL's gridgov_case_open, migration 0004_case_open,
+# says the same). A redirected case is open: it waits to be dispatched to another department.
+CLOSED_STATUSES = TERMINAL
 OPEN_STATUSES = tuple(s for s in CASE_STATUSES if s not in CLOSED_STATUSES)
 RESPONDER_STALE_S = 15 * 60  # positions older than this are not shown
 

@@ -23,11 +23,19 @@ PALETTE: dict[str, Any] = {
     "grid_fill": "#b2df8a",
     "cases": {"open": "#e31a1c", "overdue": "#c51b8a", "closed": "#969696"},
     "case_counts": "#fd8d3c",
+    # One colour per facility type of gis.demo.assets.FACILITY_TYPES, by family: emergency
+    # (reds/blues), health (greens), education and culture (oranges/blues), social services
+    # (purples), open space (light greens), surveillance (grey).
     "facilities": {"police_room": "#08519c", "police": "#08519c", "fire_station": "#cb181d",
-                   "clinic": "#238b45", "hospital": "#006d2c", "pharmacy": "#41ab5d",
-                   "school": "#fe9929", "elderly_care": "#807dba",
-                   "community_service_centre": "#ec7014", "shelter": "#8c510a",
-                   "library": "#3690c0", "camera": "#525252"},
+                   "aed": "#ef3b2c", "shelter": "#8c510a",
+                   "hospital": "#006d2c", "clinic": "#238b45", "dentist": "#41ab5d",
+                   "pharmacy": "#74c476",
+                   "school": "#fe9929", "kindergarten": "#fec44f", "library": "#3690c0",
+                   "community_centre": "#ec7014", "community_service_centre": "#ec7014",
+                   "service_centre": "#d94801", "post_office": "#6baed6",
+                   "elderly_care": "#807dba", "social_facility": "#6a51a3",
+                   "park": "#a1d99b", "playground": "#c7e9c0",
+                   "camera": "#525252"},
     "facility_other": "#737373",
     "components": {"ok": "#4d4d4d", "damaged": "#d7301f", "missing": "#ff7f00"},
     "component_other": "#878787",

@@ -492,8 +492,8 @@ function areaCard(p) {
 }
 
 function statusChip(p) {
-  const kind = p.overdue ? "overdue" : p.open === false || ["closed", "rejected",
-    "redirected"].includes(p.status) ? "closed" : "open";
+  const kind = p.overdue ? "overdue" : p.open === false
+    || ["closed", "rejected"].includes(p.status) ? "closed" : "open";
   return el(`span.chip.chip-${kind}`, { textContent: kind === "overdue" ? "Overdue"
     : humanize(p.status) });
 }

@@ -19,7 +19,7 @@ const POLL_MS = Math.min(300, Math.max(2, Number(params.get("refresh")) || 5)) *
 const FOCUS = "#38bdf8";
 const OPEN_COLOUR = "#f59e0b";
 const OVERDUE_COLOUR = "#ef4444";
-const CLOSED_STATUSES = new Set(["closed", "rejected", "redirected"]); // as the map's tiles
+const CLOSED_STATUSES = new Set(["closed", "rejected"]); // as the map's tiles
 const PADDING = { top: 120, bottom: 50, left: 50, right: 490 };
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 

@@ -37,7 +37,7 @@ class CaseSpec:
 
     @property
     def open(self) -> bool:
-        return self.status not in ("closed", "rejected", "redirected")
+        return self.status not in ("closed", "rejected")
 
     @property
     def overdue(self) -> bool:

@@ -63,8 +63,8 @@ def db_counts(engine: Engine, prefix_len: int) -> dict[str, tuple[int, int, int]
     with engine.connect() as conn:
         rows = conn.execute(text("""
             SELECT left(a.code, :n) AS code,
-                   count(*) FILTER (WHERE c.status NOT IN ('closed', 'rejected', 'redirected')),
-                   count(*) FILTER (WHERE c.status NOT IN ('closed', 'rejected', 'redirected')
+                   count(*) FILTER (WHERE c.status NOT IN ('closed', 'rejected')),
+                   count(*) FILTER (WHERE c.status NOT IN ('closed', 'rejected')
                                       AND c.due_at < now()),
                    count(*) FILTER (WHERE c.status = 'closed'
                                       AND c.closed_at >= date_trunc('day', now() AT TIME ZONE 'UTC')

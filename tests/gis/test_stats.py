@@ -62,7 +62,7 @@ def test_open_overdue_and_closed_today_are_counted_per_street(conn: Connection,
 
 
 @pytest.mark.parametrize(("status", "counted_open"), [
-    ("reported", True), ("handled", True), ("reopened", True), ("redirected", False),
+    ("reported", True), ("handled", True), ("reopened", True), ("redirected", True),
     ("rejected", False), ("closed", False)])
 def test_open_means_not_in_a_terminal_state_as_on_the_map(conn: Connection, world: CaseWorld,
                                                           status: str, counted_open: bool) -> None:

@@ -73,6 +73,15 @@ def test_style_colours_come_from_the_palette() -> None:
     assert PALETTE["levels"]["grids"] in text and PALETTE["cases"]["overdue"] in text
 
 
+def test_every_facility_type_has_its_own_colour() -> None:
+    """A facility type the demo or an import can produce never falls back to the grey default."""
+    from gis.demo.assets import FACILITY_TYPES
+
+    assert set(FACILITY_TYPES) <= set(PALETTE["facilities"])
+    colours = [PALETTE["facilities"][t] for t in FACILITY_TYPES]
+    assert PALETTE["facility_other"] not in colours
+
+
 def test_style_endpoint_uses_the_request_host(client: TestClient) -> None:
     body = client.get("/styles/command.json").json()
     assert body["sources"]["cases"]["url"] == "http://testserver/tiles/cases.json"
