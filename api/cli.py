@@ -142,11 +142,72 @@ def cmd_responders(args: argparse.Namespace) -> int:
     db.start_cluster(settings)
     engine = db.make_engine(settings)
     try:
+        if args.action == "simulate":
+            return _simulate(engine, args)
         with engine.begin() as conn:
             deleted = prune_positions(conn, settings=DispatchSettings())
     finally:
         engine.dispose()
     _print({"pruned_positions": deleted})
+    return 0
+
+
+def _simulate(engine: db.Engine, args: argparse.Namespace) -> int:
+    """``gridgov responders simulate``: demo patrols until Ctrl-C, ``--duration`` or ``--once``."""
+    import time
+
+    from sqlalchemy import text
+
+    from gis.dispatch import DispatchSettings, PatrolSimulator, jurisdiction_id
+    from gis.errors import InvalidInput, NotFound
+
+    settings = DispatchSettings()
+
+    if args.interval <= 0 or args.interval > settings.stale_after_s:
+        raise InvalidInput(f"--interval must be between 0 and {settings.stale_after_s:g} s"
+                           f" (the staleness limit), got {args.interval:g}", field="interval")
+    with engine.begin() as conn:
+        if args.jurisdiction:
+            jids = [jurisdiction_id(conn, args.jurisdiction)]
+        else:  # every jurisdiction with responders on duty
+            jids = list(conn.execute(text(
+                "SELECT DISTINCT jurisdiction_id FROM responders"
+                " WHERE status IN ('available', 'busy') ORDER BY 1")).scalars())
+        sims = []
+        for j in jids:
+            if j is None:
+                continue
+            try:
+                sims.append(PatrolSimulator(conn, int(j), seed=args.seed,
+                                            staff_kmh=args.staff_kmh))
+            except NotFound as exc:
+                if args.jurisdiction:
+                    raise
+                print(f"skipped: {exc.detail}", flush=True)  # no roads: nothing to patrol
+    if not sims:
+        print("no responders on duty: nothing to simulate (set some to available or busy)")
+        return 1
+    started = time.monotonic()
+    ticks = 0
+    print(f"simulating {len(sims)} jurisdiction(s) every {args.interval:g} s"
+          + ("" if args.once else " — Ctrl-C to stop"), flush=True)
+    try:
+        while True:
+            tick_at = time.monotonic()
+            with engine.begin() as conn:
+                totals: dict[str, int] = {}
+                for sim in sims:
+                    for key, n in sim.tick(conn, dt_s=args.interval, settings=settings).items():
+                        totals[key] = totals.get(key, 0) + int(n)
+            ticks += 1
+            print(f"tick {ticks}: {totals.get('moved', 0)} patrolling, {totals.get('held', 0)}"
+                  f" busy holding position, {totals.get('rejected', 0)} refused", flush=True)
+            elapsed = time.monotonic() - started
+            if args.once or (args.duration is not None and elapsed + args.interval > args.duration):
+                break
+            time.sleep(max(0.0, args.interval - (time.monotonic() - tick_at)))
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
     return 0
 
 
@@ -205,9 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("responders", help="responder maintenance: prune the position history"
-                       " to the retention and per-responder cap (GRIDGOV_DISPATCH_*)")
-    p.add_argument("action", choices=["prune"])
+    p = sub.add_parser("responders", help="responders: `prune` the position history to the"
+                       " retention and per-responder cap (GRIDGOV_DISPATCH_*); `simulate` demo"
+                       " patrols so on-duty responders stay live")
+    p.add_argument("action", choices=["prune", "simulate"])
+    p.add_argument("--interval", type=float, default=10.0,
+                   help="simulate: seconds between position reports (default 10)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="simulate: stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--once", action="store_true",
+                   help="simulate: one round of fresh positions, then exit")
+    p.add_argument("--jurisdiction", default=None,
+                   help="simulate: jurisdiction code (default: all with responders on duty)")
+    p.add_argument("--seed", type=int, default=1, help="simulate: random seed of the turns")
+    p.add_argument("--staff-kmh", type=float, default=12.0,
+                   help="simulate: patrol speed of staff on foot or bike (vehicles: the road's)")
     p.set_defaults(func=cmd_responders)
 
     from api import cli_cases

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -323,9 +324,22 @@ SELECT r.id, ST_Distance(r.geom::geography,
 """
 
 
+def bench_headers(engine: Engine) -> dict[str, str]:
+    """A dispatcher's bearer token for the bench's own database (responders are staff-only)."""
+    from gis.auth import create_user, issue_token
+
+    with engine.begin() as conn:
+        uid = conn.execute(text("SELECT id FROM users WHERE name = 'bench-dispatcher'")).scalar()
+        if uid is None:
+            uid = create_user(conn, "bench-dispatcher", "dispatcher")
+        token = issue_token(conn, int(uid), expires_in=timedelta(hours=2), label="bench")
+    return {"Authorization": f"Bearer {token}"}
+
+
 def bench_http(engine: Engine, server: Server, city: City, args: argparse.Namespace
                ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    headers = bench_headers(engine)
     points = sample_points(city, args.http_requests, 2)
     settings = DispatchSettings()
     with engine.connect() as conn:
@@ -340,7 +354,7 @@ def bench_http(engine: Engine, server: Server, city: City, args: argparse.Namesp
             ours_sql.append(time.perf_counter() - t)
     out["straight_inproc"] = ms(ours_sql)
     out["straight_naive"] = ms(naive)
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with httpx.Client(base_url=server.url, timeout=30, headers=headers) as client:
         for lon, lat in points[:50]:   # warm-up: connections, plans, caches
             client.get("/api/responders/nearest", params={"lon": lon, "lat": lat, "k": 5})
         times = []
@@ -356,6 +370,12 @@ def bench_http(engine: Engine, server: Server, city: City, args: argparse.Namesp
             client.get("/health")
             floor.append(time.perf_counter() - t)
         out["health_http"] = ms(floor)
+        me = []      # GET /api/me: the same token lookup as nearest, and no other query
+        for _ in points:
+            t = time.perf_counter()
+            client.get("/api/me")
+            me.append(time.perf_counter() - t)
+        out["me_http"] = ms(me)
         for lon, lat in points[-30:]:   # warm-up: the server builds its graph once
             client.get("/api/responders/nearest",
                        params={"lon": lon, "lat": lat, "k": 5, "mode": "road"})
@@ -372,6 +392,8 @@ def bench_http(engine: Engine, server: Server, city: City, args: argparse.Namesp
                                  out["straight_inproc"], key="p99", peer_name="naive SQL")
     show("straight mode over HTTP (uvicorn, loopback, keep-alive) vs GET /health on the same"
          " server", out["health_http"], out["straight_http"], key="p99", peer_name="/health")
+    show("straight mode over HTTP vs GET /api/me (token lookup only) on the same server",
+         out["me_http"], out["straight_http"], key="p99", peer_name="/api/me")
     show("road mode over HTTP", None, out["road_http"])
     return out
 
@@ -383,6 +405,7 @@ def bench_http(engine: Engine, server: Server, city: City, args: argparse.Namesp
 def bench_positions(engine: Engine, server: Server, city: City, args: argparse.Namespace
                     ) -> dict[str, Any]:
     ids = sorted(city.statuses)
+    headers = bench_headers(engine)
     with engine.begin() as conn:   # everyone on duty for this part; restored afterwards
         conn.execute(text("UPDATE responders SET status = 'available' WHERE jurisdiction_id = :j"
                           " AND status = 'off'"), {"j": city.jurisdiction_id})
@@ -408,7 +431,7 @@ def bench_positions(engine: Engine, server: Server, city: City, args: argparse.N
 
     def query_load() -> None:     # dispatchers keep asking while the positions pour in
         pts = sample_points(city, 10_000, 5)
-        with httpx.Client(base_url=server.url, timeout=30) as client:
+        with httpx.Client(base_url=server.url, timeout=30, headers=headers) as client:
             for lon, lat in pts:
                 if stop.is_set():
                     return
@@ -419,7 +442,7 @@ def bench_positions(engine: Engine, server: Server, city: City, args: argparse.N
                 time.sleep(max(0.0, 1 / args.query_rate - (time.perf_counter() - t)))
 
     try:
-        with httpx.Client(base_url=server.url, timeout=120) as client:
+        with httpx.Client(base_url=server.url, timeout=120, headers=headers) as client:
             # Peer: one request per responder.
             single = []
             for p in moves()[: args.single_puts]:

@@ -488,3 +488,142 @@ def list_facilities(conn: Connection, *, type: str | None = None,
         f" f.service_minutes, ST_AsGeoJSON(f.geom, 7) AS geometry FROM facilities f"
         f" WHERE {' AND '.join(where)} ORDER BY f.type, f.id LIMIT :limit"), params).mappings()
     return [dict(r) for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# Demo patrols: keep the demo's on-duty responders live
+
+
+@dataclass
+class _Walker:
+    edge: int          # graph edge index
+    forward: bool      # travelling source → target
+    along_m: float     # metres travelled along the edge in the travel direction
+    fixed: bool = False  # too far from any road to patrol: reports where it is
+
+
+class PatrolSimulator:
+    """Moves a jurisdiction's on-duty demo responders along the road network, for demos.
+
+    Available responders patrol: each walks or drives along the main road component at
+    ``staff_kmh`` (staff) or the road's own speed (vehicles), turning at random at every node
+    and only in the directions one-way streets allow (no U-turn unless at a dead end). Busy
+    responders stay where they are (working at the site) but report again, so their position
+    does not go stale. Off-duty responders are never touched: positions are written only for
+    responders on duty, through :func:`record_positions`, which also thins and prunes the
+    history to the retention (the privacy stance holds for simulated staff as for real ones).
+
+    >>> # sim = PatrolSimulator(conn, jurisdiction_id=3, seed=1)
+    >>> # result = sim.tick(conn, dt_s=10, settings=DispatchSettings())
+    """
+
+    def __init__(self, conn: Connection, jurisdiction_id: int, *, seed: int = 1,
+                 staff_kmh: float = 12.0):
+        import numpy as np
+
+        from gis import routing
+
+        self.jurisdiction_id = int(jurisdiction_id)
+        self.graph = routing.get_graph(conn, self.jurisdiction_id)
+        self.staff_ms = staff_kmh / 3.6
+        self.rng = np.random.default_rng(seed)
+        g = self.graph
+        # Per node: the (edge, forward) moves allowed out of it, main component only.
+        self._out: dict[int, list[tuple[int, bool]]] = {}
+        for e in np.flatnonzero(g.main):
+            if g.cost[e] >= 0:
+                self._out.setdefault(int(g.edge_u[e]), []).append((int(e), True))
+            if g.reverse_cost[e] >= 0:
+                self._out.setdefault(int(g.edge_v[e]), []).append((int(e), False))
+        self._main = np.flatnonzero(g.main)
+        if not len(self._main):
+            raise NotFound(f"jurisdiction {jurisdiction_id} has no routable road network",
+                           field="jurisdiction")
+        self.walkers: dict[int, _Walker] = {}
+
+    def _speed_ms(self, edge: int, forward: bool, kind: str) -> float:
+        g = self.graph
+        cost = float(g.cost[edge] if forward else g.reverse_cost[edge])
+        road = float(g.length_m[edge]) / cost if cost > 0 else self.staff_ms
+        return max(road if kind == "vehicle" else min(road, self.staff_ms), 0.1)
+
+    def _place(self, rid: int, lon: float | None, lat: float | None, *,
+               max_snap_m: float) -> _Walker:
+        import numpy as np
+
+        from gis import routing
+
+        g = self.graph
+        fixed = False
+        if lon is None or lat is None:
+            edge, frac = int(self.rng.choice(self._main)), float(self.rng.random())
+        else:
+            snap = routing.snap_points(g, np.array([lon]), np.array([lat]))
+            edge, frac = int(snap.edge[0]), float(snap.fraction[0])
+            fixed = bool(snap.offroad_m[0] > max_snap_m)  # off the network: stays put
+        ways = [d for d in (True, False) if (g.cost[edge] if d else g.reverse_cost[edge]) >= 0]
+        forward = ways[int(self.rng.integers(len(ways)))] if ways else True
+        length = float(g.length_m[edge])
+        along = frac * length if forward else (1.0 - frac) * length
+        walker = _Walker(edge, forward, along, fixed)
+        self.walkers[rid] = walker
+        return walker
+
+    def _advance(self, w: _Walker, seconds: float, kind: str) -> None:
+        """Travel for ``seconds`` at each edge's speed, turning at random at the nodes."""
+        g = self.graph
+        for _ in range(10_000):  # bounded: a run of zero-length edges cannot spin forever
+            length = float(g.length_m[w.edge])
+            speed = self._speed_ms(w.edge, w.forward, kind)
+            if w.along_m + speed * seconds <= length:
+                w.along_m += speed * seconds
+                return
+            seconds -= max(length - w.along_m, 0.0) / speed
+            node = int(g.edge_v[w.edge] if w.forward else g.edge_u[w.edge])
+            moves = self._out.get(node, [])
+            onward = [m for m in moves if m[0] != w.edge] or moves
+            if not onward:
+                w.along_m = length
+                return
+            w.edge, w.forward = onward[int(self.rng.integers(len(onward)))]
+            w.along_m = 0.0
+
+    def _point(self, w: _Walker) -> tuple[float, float]:
+        g = self.graph
+        length = float(g.length_m[w.edge]) or 1.0
+        frac = min(max(w.along_m / length, 0.0), 1.0)
+        pt = g.geoms[w.edge].interpolate(frac if w.forward else 1.0 - frac, normalized=True)
+        return float(pt.x), float(pt.y)
+
+    def tick(self, conn: Connection, *, dt_s: float, settings: DispatchSettings,
+             now: datetime | None = None) -> dict[str, Any]:
+        """Move every on-duty responder by ``dt_s`` seconds and record the positions (in the
+        caller's transaction). Returns counts: ``moved`` (patrolling), ``held`` (busy),
+        ``rejected`` (e.g. went off duty meanwhile)."""
+        rows = conn.execute(text(
+            "SELECT id, kind, status, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM responders"
+            " WHERE jurisdiction_id = :j AND status IN ('available', 'busy') ORDER BY id"),
+            {"j": self.jurisdiction_id}).mappings().all()
+        on_duty = {int(r["id"]) for r in rows}
+        for gone in set(self.walkers) - on_duty:   # off duty: forget where they were
+            del self.walkers[gone]
+        items: list[PositionIn] = []
+        moved = held = 0
+        for r in rows:
+            rid = int(r["id"])
+            w = self.walkers.get(rid) or self._place(rid, r["lon"], r["lat"],
+                                                     max_snap_m=settings.max_snap_m)
+            if r["status"] == "available" and not w.fixed:
+                self._advance(w, dt_s, r["kind"])
+                lon, lat = self._point(w)
+                moved += 1
+            elif r["lon"] is not None:
+                lon, lat = float(r["lon"]), float(r["lat"])
+                held += 1
+            else:
+                lon, lat = self._point(w)
+                held += 1
+            items.append(PositionIn(id=rid, lon=lon, lat=lat, recorded_at=now))
+        result = record_positions(conn, items, settings=settings, now=now)
+        return {"moved": moved, "held": held, "rejected": len(result.rejected),
+                "recorded": result.recorded, "pruned": result.pruned}

@@ -19,7 +19,8 @@ from sqlalchemy import Connection, text
 from gis.auth import Forbidden, Principal, Unauthorized, require_role, scope_sql
 from gis.caseconfig import TERMINAL
 from gis.casequery import get_case
-from gis.errors import Conflict, InvalidInput, NotFound
+from gis.dispatch import DispatchSettings
+from gis.errors import Conflict, GridgovError, InvalidInput, NotFound
 from gis.intake import hash_tracking
 from gis.models import CASE_STATUSES
 
@@ -132,8 +133,13 @@ def _check_actor(conn: Connection, case: dict[str, Any], req: ActionRequest,
 
 
 def apply_action(conn: Connection, case_id: int, req: ActionRequest, principal: Principal, *,
-                 now: datetime | None = None) -> dict[str, Any]:
+                 now: datetime | None = None,
+                 dispatch_settings: DispatchSettings | None = None) -> dict[str, Any]:
     """Apply one lifecycle action. Returns ``{"case": ..., "event": ...}``.
+
+    A ``dispatch`` naming a responder records in the event's ``data.eta`` the road ETA from
+    the responder's position at that moment (see :func:`dispatch_eta`); ``dispatch_settings``
+    (default: from the environment) gives the staleness limit and routing knobs.
 
     Raises: ``InvalidInput`` (unknown action, missing field), ``Unauthorized``/``Forbidden``
     (role, scope, supervision separation), ``Conflict`` (illegal from the current state; the
@@ -186,7 +192,8 @@ def apply_action(conn: Connection, case_id: int, req: ActionRequest, principal: 
         data.update(department=dep_code)
         _free_responder(conn, case["responder_id"], case_id)
     elif req.action == "dispatch":
-        data.update(_dispatch(conn, case, req, sets))
+        data.update(_dispatch(conn, case, req, sets, at=at,
+                              settings=dispatch_settings or DispatchSettings()))
     elif req.action == "handle":
         if note is None and not req.media:
             raise InvalidInput("handle needs feedback: a note and/or a photo", field="note")
@@ -255,7 +262,8 @@ def apply_action(conn: Connection, case_id: int, req: ActionRequest, principal: 
 
 
 def _dispatch(conn: Connection, case: dict[str, Any], req: ActionRequest,
-              sets: dict[str, Any]) -> dict[str, Any]:
+              sets: dict[str, Any], *, at: datetime, settings: DispatchSettings
+              ) -> dict[str, Any]:
     data: dict[str, Any] = {}
     dep_id = case["department_id"]
     if req.department:
@@ -283,8 +291,50 @@ def _dispatch(conn: Connection, case: dict[str, Any], req: ActionRequest,
         conn.execute(text("UPDATE responders SET status = 'busy' WHERE id = :r"),
                      {"r": resp.id})
         sets["responder_id"] = resp.id
-        data.update(responder_id=resp.id, responder=resp.name)
+        data.update(responder_id=resp.id, responder=resp.name,
+                    eta=dispatch_eta(conn, case["id"], resp.id, at=at, settings=settings))
     return data
+
+
+def dispatch_eta(conn: Connection, case_id: int, responder_id: int, *, at: datetime,
+                 settings: DispatchSettings) -> dict[str, Any]:
+    """The road ETA of a responder to a case at the moment of dispatch, for the timeline.
+
+    Always a dict, never an error: ``eta_s``/``distance_m`` (road mode, from
+    :func:`gis.nearest.responder_eta`) and the age of the position used; when there is no
+    fresh position (none, or older than ``stale_after_s``) or no route, ``eta_s`` is None and
+    ``reason`` says why. The position itself is not copied into the case's history (privacy:
+    positions of staff are kept only within the bounded retention).
+    """
+    from gis import nearest  # routing pulls in numpy/scipy: only when a responder is named
+
+    row = conn.execute(text(
+        "SELECT ST_X(p) AS lon, ST_Y(p) AS lat, r.position_at"
+        " FROM cases c CROSS JOIN LATERAL (SELECT CASE WHEN GeometryType(c.geom) = 'POINT'"
+        " THEN c.geom ELSE ST_PointOnSurface(c.geom) END AS p) g"
+        " JOIN responders r ON r.id = :r WHERE c.id = :c"),
+        {"c": case_id, "r": responder_id}).mappings().one()
+    out: dict[str, Any] = {"mode": "road", "eta_s": None, "distance_m": None,
+                           "position_at": None, "position_age_s": None}
+    if row["position_at"] is None:
+        return {**out, "reason": "no position: the responder has not reported one on duty"}
+    age = (at - row["position_at"]).total_seconds()
+    out.update(position_at=row["position_at"].isoformat(), position_age_s=round(max(age, 0), 1))
+    if age > settings.stale_after_s:
+        return {**out, "reason": f"no fresh position: the last one is {age:.0f} s old"
+                                 f" (limit {settings.stale_after_s:g} s)"}
+    if row["lon"] is None:
+        return {**out, "reason": "the case has no location"}
+    try:
+        eta = nearest.responder_eta(conn, responder_id, row["lon"], row["lat"],
+                                    settings=settings)
+    except GridgovError as exc:
+        return {**out, "reason": exc.detail}
+    out.update(eta_s=eta["eta_s"], distance_m=eta["distance_m"],
+               straight_m=eta.get("straight_m"))
+    if eta["eta_s"] is None:
+        out["reason"] = eta.get("reason") or "not reachable by road"
+    return out
 
 
 def _answer_summons(conn: Connection, case_id: int, department_id: int, principal: Principal,

@@ -19,11 +19,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
 from shapely.geometry import mapping
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 
 from gis import routing
 from gis.areas import check_lonlat
@@ -119,8 +120,15 @@ def _responder_source(conn: Connection, q: NearestQuery, settings: DispatchSetti
         raise InvalidInput(f"unknown status {q.status!r}; use one of: available, busy, any",
                            field="status")
     check_skill(conn, q.skill)
-    where = ["t.geom IS NOT NULL", "t.position_at >= :fresh"]
-    params: dict[str, Any] = {"fresh": now - timedelta(seconds=settings.stale_after_s)}
+    # "Fresh" is written as an expression of position_at, not `position_at >= :cutoff`: against
+    # a literal cutoff the planner reads the column's histogram, which always lags behind live
+    # positions (every fresh one is newer than the last ANALYZE), estimates ~0 fresh rows and
+    # picks a sequential scan + sort over the KNN index scan — 3–8 ms instead of 0.2 ms with
+    # 5,000 responders, growing with their number. An expression has no statistics, so the
+    # estimate is the default and the KNN scan on the GiST index wins.
+    where = ["t.geom IS NOT NULL",
+             "t.position_at + make_interval(secs => :stale_s) >= CAST(:now AS timestamptz)"]
+    params: dict[str, Any] = {"stale_s": float(settings.stale_after_s), "now": now}
     if q.status == "any":
         where.append("t.status IN ('available', 'busy')")
     else:
@@ -167,6 +175,13 @@ def expand_deg(lat: float, radius_m: float) -> tuple[float, float]:
     return min(dx, 360.0) + 1e-9, dy + 1e-9
 
 
+@lru_cache(maxsize=256)
+def _text(sql: str) -> TextClause:
+    """``text(sql)``, built once per statement shape: parsing the bind parameters of this
+    statement is ~0.15 ms of Python per call, a tenth of the whole query."""
+    return text(sql)
+
+
 def _straight(conn: Connection, src: _Source, q: NearestQuery, *, max_road_m: float = 0.0
               ) -> list[dict[str, Any]]:
     """k nearest by geodesic distance, in one statement. KNN ``<->`` (GiST, planar degrees)
@@ -181,8 +196,12 @@ def _straight(conn: Connection, src: _Source, q: NearestQuery, *, max_road_m: fl
     else:
         jur = f"({_JURISDICTION_SQL})"
         params = {"max_road": max_road_m}
-    where = " AND ".join([*src.where, "t.jurisdiction_id = COALESCE((SELECT id FROM jur),"
-                                      " t.jurisdiction_id)"])
+    # Not `jurisdiction_id = COALESCE(jur, jurisdiction_id)`: the planner estimates that as a
+    # column compared with itself (0.5 % of rows), which with the other filters makes the
+    # candidates look like a handful and a sequential scan + sort look cheaper than the KNN
+    # index scan.
+    where = " AND ".join([*src.where, "((SELECT id FROM jur) IS NULL"
+                                      " OR t.jurisdiction_id = (SELECT id FROM jur))"])
     sql = f"""
         WITH jur AS MATERIALIZED (SELECT {jur} AS id),
         knn AS (
@@ -204,7 +223,7 @@ def _straight(conn: Connection, src: _Source, q: NearestQuery, *, max_road_m: fl
          ORDER BY distance_m, t.id
          LIMIT :k
     """
-    rows = conn.execute(text(sql), {**src.params, **params, "lon": q.lon, "lat": q.lat,
+    rows = conn.execute(_text(sql), {**src.params, **params, "lon": q.lon, "lat": q.lat,
                                     "k": q.k})
     return [dict(r) for r in rows.mappings()]
 

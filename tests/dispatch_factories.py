@@ -38,8 +38,12 @@ class Town:
         return x0 + f * (x1 - x0), y0 + f * (y1 - y0)
 
 
-def ladder_town(conn: Connection, *, code: str = "TEST-LADDER") -> Town:
-    jid = create_jurisdiction(conn, code=code, name="Ladder town", local_srid=25832)
+def ladder_town(conn: Connection, *, code: str = "TEST-LADDER",
+                jurisdiction_id: int | None = None) -> Town:
+    """The ladder network in a new jurisdiction ``code``, or in an existing one (e.g. a case
+    world's tiny city, which covers the same corner of the map)."""
+    jid = (jurisdiction_id if jurisdiction_id is not None
+           else create_jurisdiction(conn, code=code, name="Ladder town", local_srid=25832))
     base = int(conn.execute(text("SELECT COALESCE(max(id), 0) FROM road_nodes")).scalar_one())
     at: dict[str, tuple[float, float]] = {}
     for i in range(5):

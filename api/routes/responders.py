@@ -92,7 +92,7 @@ def _feature(row: dict[str, Any]) -> dict[str, Any]:
     return {"type": "Feature", "id": row["id"], "geometry": geometry, "properties": props}
 
 
-@router.get("/responders")
+@router.get("/responders", response_model=None)
 def list_responders(
     conn: ConnDep,
     principal: ReadDep,
@@ -116,7 +116,9 @@ def create_responder(conn: ConnDep, principal: ManageDep, settings: SettingsDep,
     return _feature(row)
 
 
-@router.get("/responders/nearest")
+# response_model=None: a sync handler's return value is otherwise validated against `dict` in
+# one more threadpool hop; the body is built here, there is nothing to validate.
+@router.get("/responders/nearest", response_model=None)
 def nearest_responders(
     conn: ConnDep,
     principal: ReadDep,
