@@ -19,6 +19,10 @@ demo: setup
 	$(BIN)/gridgov db start
 	$(BIN)/gridgov migrate
 	$(BIN)/gridgov demo
+	# demo responders patrol the roads while the app serves (docs/dispatch.md), so the
+	# dispatch console always has fresh positions; the patrol stops with the server
+	$(BIN)/gridgov responders simulate --interval 10 >/dev/null & sim=$$!; \
+	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/gridgov serve --host $(HOST) --port $(PORT)
 
 test: setup lint typecheck
