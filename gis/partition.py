@@ -108,6 +108,7 @@ def partition(
     restarts: int = 8,
     compactness: float = 1.0,
     cut_costs: Mapping[tuple[H, H], float] | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> Partition[H]:
     """Cut the blocks ``ids`` into connected regions of near-equal total weight.
 
@@ -128,6 +129,10 @@ def partition(
     - ``cut_costs``: optional penalty, in the same units as the objective (a region 10 % off
       target costs 0.01), for every adjacent pair ``(a, b)`` that ends up in two different
       regions. Use it to prefer cutting along streets: a high cost on pairs inside one block.
+    - ``bounds``: optional ``(low, high)`` weight every region should stay within (e.g. the
+      target ± its tolerance). Weight outside the band costs ``BOUND_PENALTY`` times more than
+      the same deviation inside it, so compactness and cut costs never buy a region out of
+      the band while a move that brings it back exists.
     - ``seed``/``restarts``: the search tries ``restarts`` seedings derived from ``seed`` and
       keeps the most balanced; the same inputs and seed always give the same result.
 
@@ -157,8 +162,11 @@ def partition(
         return Partition([list(ids)], [total], target)
     pos = _positions(ids, positions)
 
+    if bounds is not None and not (0 <= bounds[0] <= bounds[1] and math.isfinite(bounds[1])):
+        raise InvalidInput(f"bounds must be (low, high) with 0 <= low <= high, not {bounds!r}",
+                           field="bounds")
     objective = _Objective(w, pos, k, target, compactness,
-                           _cut_costs(index, nbrs, cut_costs))
+                           _cut_costs(index, nbrs, cut_costs), bounds)
     best: tuple[float, list[int]] | None = None
     for attempt in range(max(1, restarts)):
         rng = random.Random(f"{seed}:{attempt}")
@@ -453,16 +461,23 @@ def _still_connected(nbrs: list[list[int]], members: set[int], removed: int) -> 
     return len(seen) == len(rest)
 
 
+BOUND_PENALTY = 100.0
+"""How much more a unit of relative deviation outside ``bounds`` costs than one inside."""
+
+
 class _Objective:
     """J = sum over regions of ((weight - target) / target)^2
+         + BOUND_PENALTY * ((distance of the weight outside ``bounds``) / target)^2
          + compactness * (sum over blocks of squared distance to its region's centre) / scale
          + sum of the cut costs of adjacent pairs in different regions,
     where scale is the spread of all blocks around their common centre divided by k, so a
     compact partition has an inertia term near 1 whatever the units of the positions."""
 
     def __init__(self, w: list[float], pos: list[tuple[float, float]] | None, k: int,
-                 target: float, compactness: float, cuts: list[dict[int, float]]):
+                 target: float, compactness: float, cuts: list[dict[int, float]],
+                 bounds: tuple[float, float] | None = None):
         self.w = w
+        self.bounds = bounds
         self.cuts = cuts
         self.pos = pos
         self.target = target if target > 0 else 1.0
@@ -480,7 +495,11 @@ class _Objective:
     def balance(self, load: float) -> float:
         if self.balance_only:
             return 0.0
-        return ((load - self.target) / self.target) ** 2
+        value = ((load - self.target) / self.target) ** 2
+        if self.bounds is not None:
+            outside = max(0.0, self.bounds[0] - load, load - self.bounds[1])
+            value += BOUND_PENALTY * (outside / self.target) ** 2
+        return value
 
     def d2(self, i: int, centre: tuple[float, float]) -> float:
         assert self.pos is not None

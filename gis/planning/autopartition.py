@@ -11,7 +11,9 @@ Method (regionalisation on the block adjacency graph):
 3. Each connected piece of ground is cut with ``gis.partition.partition``: seeded region
    growing and a connectivity-preserving local search on the unit adjacency graph, minimising
    squared deviation from the target + a compactness term (spread around the region's centre)
-   + a penalty for cutting between two units of one road block (so boundaries prefer roads).
+   + a penalty for cutting between two units of one road block (so boundaries prefer roads)
+   + a steep penalty for weight outside target ± tolerance (so the tolerance is kept whenever
+   a local move can keep it, whatever compactness would prefer).
    Every whole number of grids that can meet the tolerance is tried; the most balanced, then
    most compact, result wins. Deterministic for a seed.
 4. Targets no contiguous solution can meet are refused before anything is cut (422), with the
@@ -215,11 +217,17 @@ def _best_partition(piece: list[int], w: list[float], units: pb.UnitSet, counts:
     positions = {i: units.positions[i] for i in piece}
     costs = {(i, j): BLOCK_CUT_COST for i in piece for j in adjacency[i]
              if i < j and units.block[i] == units.block[j]}
+    # The tolerance is a band the search keeps regions inside (not only a score): without it
+    # compactness and the road-block cut costs could buy a region out of the band (a district
+    # re-partition once left one community's grid at +35 % against ±30 %).
+    bounds = ((per_grid * (1 - target.tolerance), per_grid * (1 + target.tolerance))
+              if per_grid is not None else None)
     best: tuple[tuple[float, float], Partition[int]] | None = None
     for k in counts[:4]:
         result = partition(piece, {i: w[i] for i in piece}, adjacency, n_regions=k,
                            positions=positions, seed=target.seed, compactness=COMPACTNESS,
-                           cut_costs=costs, restarts=4 if len(piece) > 300 else 8)
+                           cut_costs=costs, restarts=4 if len(piece) > 300 else 8,
+                           bounds=bounds)
         reference = per_grid or result.target
         worst = max(abs(x - reference) for x in result.weights) / reference if reference else 0
         score = (round(worst, 3), -k)

@@ -9,6 +9,7 @@ can, one level at a time, always keeping each parent covered exactly by its chil
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -332,6 +333,41 @@ def move_buildings(conn: Connection, plan_id: int, to: int, building_ids: Sequen
     region = pg.polygonal(shapely.union_all(region_parts))
     return _grow(conn, plan, target, region, siblings, parent, version, versions, actor_id,
                  kind="move_buildings", params={"to": to, "buildings": ids})
+
+
+MAX_BUILDINGS = 20_000
+"""The most buildings ``buildings_in`` returns at once (a street of a dense city)."""
+
+
+def buildings_in(conn: Connection, plan_id: int, key: int) -> dict[str, Any]:
+    """The buildings whose point lies in area ``key`` of the plan (what "move buildings"
+    moves), as GeoJSON: feature id = building id; properties carry the counts and ``grid``,
+    the key of the plan's bottom-level area holding the building now.
+
+    Counts only (households, residents), never who lives there.
+    """
+    plan = store.get_plan(conn, plan_id)
+    area = store.load_one(conn, plan_id, key)
+    rows = conn.execute(text(
+        """SELECT b.id, b.households, b.residents, b.use, ST_AsGeoJSON(b.geom, 7) AS g,
+                  (SELECT pa.id FROM plan_areas pa WHERE pa.plan_id = :p AND pa.level = :bottom
+                      AND pa.geom && b.pt AND ST_Covers(pa.geom, b.pt)
+                    ORDER BY pa.code NULLS LAST, pa.id LIMIT 1) AS grid
+             FROM buildings b
+            WHERE b.jurisdiction_id = :j AND b.pt && ST_GeomFromWKB(:a, 4326)
+              AND ST_Covers(ST_GeomFromWKB(:a, 4326), b.pt)
+            ORDER BY b.id LIMIT :n"""),
+        {"p": plan_id, "bottom": plan.bottom, "j": plan.jurisdiction_id,
+         "a": shapely.to_wkb(area.geom), "n": MAX_BUILDINGS + 1}).mappings().all()
+    if len(rows) > MAX_BUILDINGS:
+        raise InvalidInput(f"{area.label()} holds more than {MAX_BUILDINGS:,} buildings; ask for"
+                           " the buildings of one of its children", field="parent")
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": int(r["id"]), "geometry": json.loads(r["g"]),
+         "properties": {"id": int(r["id"]), "households": int(r["households"]),
+                        "residents": int(r["residents"]), "use": r["use"],
+                        "grid": int(r["grid"]) if r["grid"] is not None else None}}
+        for r in rows]}
 
 
 def _cells_of(conn: Connection, plan: PlanInfo, metric: store.Metric, grid: PArea,

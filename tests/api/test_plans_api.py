@@ -178,3 +178,51 @@ def test_import_of_a_broken_file_lists_the_problems(client, planner, plan):
     assert r.status_code == 422
     kinds = {p["problem"] for p in r.json()["problems"]}
     assert {"self_intersection", "not_polygon"} <= kinds
+
+
+def test_buildings_of_an_area_carry_counts_and_their_grid(client, planner, plan):
+    features = grids(client, planner, plan)
+    root = client.get(f"/api/plans/{plan['id']}/areas", params={"level": 2},
+                      headers=planner).json()["features"][0]
+    r = client.get(f"/api/plans/{plan['id']}/buildings", params={"parent": root["id"]},
+                   headers=planner)
+    assert r.status_code == 200
+    buildings = r.json()["features"]
+    assert sum(b["properties"]["households"] for b in buildings) == root["properties"][
+        "households"]
+    by_grid = {f["id"]: 0 for f in features}
+    for b in buildings:
+        by_grid[b["properties"]["grid"]] += b["properties"]["households"]
+    assert by_grid == {f["id"]: f["properties"]["households"] for f in features}
+    # Moving the one nearest another grid there changes the grid the list reports for it.
+    _, bid, to = min((shape(b["geometry"]).distance(shape(f["geometry"])), b["id"], f["id"])
+                     for b in buildings for f in features if f["id"] != b["properties"]["grid"])
+    moved = client.post(f"/api/plans/{plan['id']}/move", json={"to": to, "buildings": [bid]},
+                        headers=planner)
+    assert moved.status_code == 200, moved.text
+    again = client.get(f"/api/plans/{plan['id']}/buildings", params={"parent": to},
+                       headers=planner).json()["features"]
+    assert bid in {x["id"] for x in again}
+    assert all(x["properties"]["grid"] == to for x in again)
+
+
+def test_buildings_need_a_reader_and_a_known_area(client, planner, plan):
+    assert client.get(f"/api/plans/{plan['id']}/buildings?parent=1").status_code == 401
+    r = client.get(f"/api/plans/{plan['id']}/buildings", params={"parent": 10**9},
+                   headers=planner)
+    assert r.status_code == 404
+    r = client.get(f"/api/plans/{plan['id']}/buildings", headers=planner)
+    assert r.status_code == 422 and "parent" in r.text
+
+
+def test_too_many_buildings_is_422_asking_for_a_smaller_area(client, planner, plan,
+                                                             monkeypatch):
+    from gis.planning import plans as planning
+
+    monkeypatch.setattr(planning, "MAX_BUILDINGS", 3)
+    root = client.get(f"/api/plans/{plan['id']}/areas", params={"level": 2},
+                      headers=planner).json()["features"][0]
+    r = client.get(f"/api/plans/{plan['id']}/buildings", params={"parent": root["id"]},
+                   headers=planner)
+    assert r.status_code == 422
+    assert r.json()["field"] == "parent" and "more than 3 buildings" in r.json()["detail"]

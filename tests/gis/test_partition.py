@@ -143,3 +143,25 @@ def test_reading_order_runs_rows_north_to_south_and_west_to_east() -> None:
 def test_reading_order_without_tolerance_is_strictly_north_to_south() -> None:
     points = [(0.0, 0.0), (5.0, 0.1), (-5.0, 0.05)]
     assert reading_order(points) == [1, 2, 0]
+
+
+@pytest.mark.parametrize("seed", [0, 3, 8, 17])
+def test_bounds_keep_every_region_in_the_band_compactness_would_leave(seed: int) -> None:
+    # With a strong compactness term alone some region ends up > 15 % off; the band (as the
+    # planner's tolerance is passed) keeps every region inside it on the same input.
+    ids, adjacency, positions = _lattice(6)
+    rng = random.Random(seed)
+    weights = [rng.choice([0, 5, 10, 20, 40]) for _ in ids]
+    mean = sum(weights) / 4
+    free = partition(ids, weights, adjacency, n_regions=4, positions=positions, compactness=2.0)
+    banded = partition(ids, weights, adjacency, n_regions=4, positions=positions,
+                       compactness=2.0, bounds=(0.85 * mean, 1.15 * mean))
+    assert free.max_deviation > 0.15
+    assert banded.max_deviation <= 0.15
+    assert _is_contiguous(banded, adjacency)
+
+
+def test_bounds_must_be_an_ordered_pair() -> None:
+    ids, adjacency, _ = _lattice(3)
+    with pytest.raises(InvalidInput, match="bounds"):
+        partition(ids, [1.0] * 9, adjacency, n_regions=3, bounds=(5.0, 2.0))
