@@ -145,17 +145,36 @@ def transformer(from_epsg: int, to_epsg: int) -> Transformer:
     return Transformer.from_crs(from_epsg, to_epsg, always_xy=True)
 
 
+def _check_finite(x: float, y: float) -> None:
+    for name, value in (("lon", x), ("lat", y)):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{name} must be a finite number, not {value}", field=name)
+
+
 def to_wgs84(x: float, y: float, crs: str | int = WGS84) -> tuple[float, float]:
-    """Convert one point given in ``crs`` (see ``parse_crs``) to WGS84 lon/lat."""
+    """Convert one point given in ``crs`` (see ``parse_crs``) to WGS84 lon/lat.
+
+    Coordinates the CRS cannot hold are a 422 (``InvalidInput``), never a wrong point:
+    GCJ-02/BD-09 take lon/lat ranges, and a projected point must survive the round trip
+    (PROJ answers far-away input with finite nonsense, e.g. EPSG:3067 (0, 1e154) → 21.6°E).
+    """
     crs = parse_crs(crs)
-    if crs == "GCJ02":
-        return gcj02_to_wgs84(x, y)
-    if crs == "BD09":
-        return bd09_to_wgs84(x, y)
+    _check_finite(x, y)
+    if crs in OFFSET_SYSTEMS:
+        if abs(x) > 180 or abs(y) > 90:
+            name = {"GCJ02": "GCJ-02", "BD09": "BD-09"}[crs]
+            raise InvalidInput(f"({x}, {y}) is not a {name} lon/lat",
+                               field="lon" if abs(x) > 180 else "lat")
+        return gcj02_to_wgs84(x, y) if crs == "GCJ02" else bd09_to_wgs84(x, y)
     if crs == WGS84:
         return x, y
     assert isinstance(crs, int)
+    outside = InvalidInput(f"({x}, {y}) is outside the area of EPSG:{crs}", field="crs")
     lon, lat = transformer(crs, WGS84).transform(x, y)
-    if not (np.isfinite(lon) and np.isfinite(lat)):
-        raise InvalidInput(f"({x}, {y}) is outside the area of EPSG:{crs}", field="crs")
+    if not (np.isfinite(lon) and np.isfinite(lat) and abs(lon) <= 180 and abs(lat) <= 90):
+        raise outside
+    bx, by = transformer(WGS84, crs).transform(lon, lat)
+    if not (math.isclose(bx, x, rel_tol=1e-9, abs_tol=1e-3)
+            and math.isclose(by, y, rel_tol=1e-9, abs_tol=1e-3)):
+        raise outside
     return float(lon), float(lat)

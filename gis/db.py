@@ -8,14 +8,17 @@ as root, so when gridgov runs as root the cluster belongs to, and runs as, the `
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 
 from gis.errors import SetupError
 from gis.settings import DatabaseSettings
@@ -285,13 +288,61 @@ def _ident(name: str) -> str:
     return name
 
 
+# Bounds, so that a database that is down or overloaded answers quickly (503) instead of
+# hanging a request: libpq's connect timeout (its minimum is 2 s), how long a request waits for
+# a pooled connection, and TCP keepalives so a server that vanished from the network is noticed
+# on idle connections (libpq ignores them on Unix sockets, where death is seen at once).
+CONNECT_TIMEOUT_S = 3
+POOL_TIMEOUT_S = 10
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+               "keepalives_count": 3}
+
+
 def make_engine(settings: DatabaseSettings, dbname: str | None = None, **kwargs) -> Engine:
-    """The one way gridgov creates engines."""
-    options: dict = {"pool_pre_ping": True, **kwargs}
+    """The one way gridgov creates engines.
+
+    Connections are checked for staleness on checkout without a round trip (see
+    ``_drop_stale_on_checkout``), and a disconnect seen mid-query invalidates the whole pool
+    (SQLAlchemy's default), so after a PostgreSQL restart requests get fresh connections, not
+    errors. Connecting and waiting for the pool are bounded (``CONNECT_TIMEOUT_S``,
+    ``POOL_TIMEOUT_S``); the API maps both failures to 503 with ``Retry-After``.
+    """
+    url = server_url(settings, dbname)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    for key, value in {"connect_timeout": CONNECT_TIMEOUT_S, **_KEEPALIVES}.items():
+        if key not in url.query:
+            connect_args.setdefault(key, value)
+    options: dict = {"pool_pre_ping": False, "connect_args": connect_args, **kwargs}
     if "poolclass" not in kwargs:
         options.setdefault("pool_size", settings.pool_size)
         options.setdefault("max_overflow", settings.max_overflow)
-    return create_engine(server_url(settings, dbname), **options)
+        options.setdefault("pool_timeout", POOL_TIMEOUT_S)
+    engine = create_engine(url, **options)
+    if not options["pool_pre_ping"]:
+        event.listen(engine, "checkout", _drop_stale_on_checkout)
+    return engine
+
+
+def _drop_stale_on_checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+    """Refuse a pooled connection whose server side is gone, without a round trip.
+
+    An idle connection has nothing to read. When its backend ended (server restarted or
+    stopped, ``pg_terminate_backend``, ``kill -9``), the server's last message or the end of
+    the stream makes the socket readable: raising ``DisconnectionError`` makes the pool discard
+    it and connect afresh (if that fails too, the caller gets the ``OperationalError`` → 503).
+    About 1–3 µs per checkout against ~20 µs for ``pool_pre_ping``'s ``SELECT 1`` over the
+    Unix socket (``docs/benchmarks.md``).
+    """
+    if getattr(dbapi_conn, "closed", 0):
+        raise DisconnectionError("connection closed")
+    try:
+        fd = dbapi_conn.fileno()
+    except Exception:  # noqa: BLE001 - a driver without fileno(): rely on error invalidation
+        return
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+    if poller.poll(0):
+        raise DisconnectionError("server closed the connection")
 
 
 def status(settings: DatabaseSettings) -> ClusterStatus:

@@ -24,7 +24,7 @@ def list_areas(
     limit: Annotated[int | None, Query(ge=1, le=100000)] = None,
 ) -> dict:
     """Areas in force now (or at ``at``) as a GeoJSON FeatureCollection."""
-    rows = areas.list_areas(conn, level=level, bbox=parse_bbox(bbox), at=utc(at),
+    rows = areas.list_areas(conn, level=level, bbox=parse_bbox(bbox), at=utc(at, "at"),
                             parent_code=parent, limit=limit)
     return feature_collection(rows)
 
@@ -36,7 +36,7 @@ def get_area(
     at: Annotated[datetime | None, Query()] = None,
 ) -> dict:
     """One area as a GeoJSON Feature, with its parent and children codes."""
-    row = areas.get_area(conn, code, at=utc(at))
+    row = areas.get_area(conn, code, at=utc(at, "at"))
     return feature_collection([row])["features"][0]
 
 
@@ -54,4 +54,4 @@ def locate(
     if code == crs.WGS84:
         areas.check_lonlat(lon, lat)
     x, y = crs.to_wgs84(lon, lat, code)
-    return areas.locate(conn, x, y, at=utc(at))
+    return areas.locate(conn, x, y, at=utc(at, "at"))

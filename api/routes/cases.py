@@ -19,7 +19,7 @@ from api.deps import ConnDep, commit
 from api.schemas import feature_collection, parse_bbox, utc
 from api.security import PrincipalDep, require
 from gis import bulk, casequery, intake, lifecycle, media
-from gis.auth import Forbidden, Principal, Unauthorized
+from gis.auth import CONTACT_ROLES, Forbidden, Principal, Unauthorized
 from gis.caseconfig import INTAKE_CHANNELS, CaseSettings
 from gis.errors import InvalidInput
 from gis.settings import DatabaseSettings
@@ -28,6 +28,8 @@ router = APIRouter(prefix="/api", tags=["cases"])
 
 MAX_JSON_BYTES = 1_000_000
 MAX_BULK_BYTES = 200_000_000
+# Paging past a billion rows is a mistake (and PostgreSQL OFFSET is a bigint).
+MAX_OFFSET = 1_000_000_000
 
 
 # --- request parsing ----------------------------------------------------------------------
@@ -266,7 +268,7 @@ def list_cases(
     overdue: Annotated[bool | None, Query()] = None,
     mine: Annotated[bool, Query(description="only cases inside my scope")] = False,
     limit: Annotated[int | None, Query(ge=1)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     cursor: Annotated[str | None, Query()] = None,
 ) -> dict:
     """Cases as a GeoJSON FeatureCollection, newest first, paged (``links`` → ``next``)."""
@@ -275,8 +277,8 @@ def list_cases(
     filters = casequery.CaseFilter(
         bbox=parse_bbox(bbox),
         status=[s.strip() for s in status.split(",") if s.strip()] if status else (),
-        area=area, category=category, department=department, since=utc(since),
-        until=utc(until), overdue=overdue, mine=mine,
+        area=area, category=category, department=department, since=utc(since, "since"),
+        until=utc(until, "until"), overdue=overdue, mine=mine,
     )
     page = casequery.list_cases(conn, principal, filters, limit=size, offset=offset,
                                 cursor=cursor)
@@ -312,7 +314,9 @@ def case_summons(conn: ConnDep, principal: PrincipalDep, case_id: int) -> dict:
 @router.get("/cases/{case_id}/media/{sha256}")
 def case_media(conn: ConnDep, principal: PrincipalDep, case_id: int,
                sha256: str) -> FileResponse:
-    """A photo of a case, for staff in scope and the reporter's account."""
+    """A photo of a case. The reporter's photos go where its contact goes: staff in scope whose
+    role needs it and the reporter's own account; a handler's feedback photos (in the events)
+    to any staff in scope (the verifier checks them)."""
     row = casequery.fetch_case(conn, case_id, principal)
     if principal.is_public:
         raise Unauthorized("photos need an account token (staff in scope or the reporter)",
@@ -320,11 +324,16 @@ def case_media(conn: ConnDep, principal: PrincipalDep, case_id: int,
     if not row["in_scope"]:
         raise Forbidden(f"photos of case {case_id} are visible to staff in scope only",
                         field="id")
-    refs = list(row["media"] or [])
-    refs += [m for e in conn.exec_driver_sql(
+    reporters = list(row["media"] or [])
+    feedback = [m for e in conn.exec_driver_sql(
         "SELECT data -> 'media' FROM case_events WHERE case_id = %(c)s"
         " AND data ? 'media'", {"c": case_id}).scalars() for m in (e or [])]
-    ref = next((m for m in refs if m.get("sha256") == sha256), None)
+    ref = next((m for m in feedback if m.get("sha256") == sha256), None)
+    if ref is None:
+        ref = next((m for m in reporters if m.get("sha256") == sha256), None)
+        if ref is not None and principal.role not in CONTACT_ROLES | {"reporter"}:
+            raise Forbidden(f"the reporter's photos are for {', '.join(sorted(CONTACT_ROLES))}"
+                            f" in scope, not {principal.role}", field="role")
     if ref is None:
         raise InvalidInput(f"case {case_id} has no photo {sha256}", field="sha256")
     return FileResponse(media.open_media(_media_dir(), sha256), media_type=ref["type"])
@@ -364,7 +373,7 @@ def escalate(
     now: Annotated[datetime | None, Query(description="escalate as of (default now)")] = None,
 ) -> dict:
     """Escalate overdue cases one level up the hierarchy (idempotent per level)."""
-    done = lifecycle.escalate_overdue(conn, now=utc(now))
+    done = lifecycle.escalate_overdue(conn, now=utc(now, "now"))
     commit(conn)
     return {"escalations": done, "count": len(done)}
 

@@ -48,6 +48,23 @@ async def live_filter(principal: AuthDep) -> EventFilter:
     return allow
 
 
+async def live_redactor(principal: AuthDep) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What of an event the principal may see (``redact``)."""
+    return lambda event: redact(principal, event)
+
+
+# Case fields for staff only (as in ``gis.casequery.STAFF_FIELDS``): which responder works a
+# case is not public.
+STAFF_CASE_FIELDS = ("responder_id",)
+
+
+def redact(principal: Principal, event: dict[str, Any]) -> dict[str, Any]:
+    """The event as ``principal`` may see it: staff-only case fields removed for non-staff."""
+    if event.get("type") == "case" and not principal.is_staff:
+        return {k: v for k, v in event.items() if k not in STAFF_CASE_FIELDS}
+    return event
+
+
 def _visible(principal: Principal, event: dict[str, Any]) -> bool:
     # Positions of on-duty staff are for staff only; the public sees case changes (whose
     # payloads hold no private fields) and nothing about where responders are.
@@ -117,6 +134,7 @@ async def live(
     request: Request,
     settings: SettingsDep,
     allow: Annotated[EventFilter, Depends(live_filter)],
+    shown: Annotated[Callable[[dict[str, Any]], dict[str, Any]], Depends(live_redactor)],
     types: Annotated[str | None, Query(description="responder,case (default both)")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
@@ -157,7 +175,7 @@ async def live(
                 for event in backlog:
                     sent = event["seq"]
                     if event.get("type") in wanted and allow(event):
-                        yield _sse(event["type"], event, id=event["seq"])
+                        yield _sse(event["type"], shown(event), id=event["seq"])
             started = last_beat = time.monotonic()
             while not _SHUTTING_DOWN.is_set():
                 now = time.monotonic()
@@ -177,7 +195,7 @@ async def live(
                 if item is not None and item["seq"] > sent:
                     sent = item["seq"]
                     if item.get("type") in wanted | {"resync"} and allow(item):
-                        yield _sse(item["type"], item, id=item["seq"])
+                        yield _sse(item["type"], shown(item), id=item["seq"])
                 if time.monotonic() - last_beat >= settings.live_heartbeat_s:
                     last_beat = time.monotonic()
                     yield _sse("heartbeat", {"seq": sent, "at": time.time(),

@@ -35,6 +35,7 @@ CONFORMANCE = [
 ]
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
+MAX_OFFSET = 1_000_000_000  # OFFSET is a bigint in PostgreSQL; nobody pages past this
 ITEMS_PARAMS = ("bbox", "bbox-crs", "datetime", "limit", "offset", "f")
 FORMATS = ("json", "geojson", JSON, GEOJSON)
 
@@ -176,7 +177,7 @@ def items(
     datetime_: Annotated[str | None, Query(alias="datetime",
                                            description="instant or start/end (.. open)")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     f: Annotated[str | None, Query(description="json (the only format)")] = None,
 ) -> Response:
     """Features of the collection as a GeoJSON FeatureCollection, ``limit`` per page."""

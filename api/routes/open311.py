@@ -85,6 +85,10 @@ def spec_errors(fmt: str) -> Iterator[None]:
         described = exc.detail if not field or exc.detail.startswith(field) \
             else f"{field}: {exc.detail}"
         raise Open311Failure(400, described, fmt) from exc
+    except ValueError as exc:  # psycopg2 refuses text holding NUL before sending the query
+        if "NUL (0x00)" not in str(exc):
+            raise
+        raise Open311Failure(400, "text must not contain NUL (0x00) characters", fmt) from exc
 
 
 def _params(request: Request) -> dict[str, str]:

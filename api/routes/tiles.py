@@ -191,8 +191,13 @@ def tilejson(
     since: SinceQ = None,
     until: UntilQ = None,
 ) -> JSONResponse:
-    """TileJSON 3.0.0: tile URL (with the same filters), zooms, bounds, vector_layers."""
+    """TileJSON 3.0.0: tile URL (with the same filters), zooms, bounds, vector_layers.
+    Non-public layers need a staff token, as their tiles do: the bounds alone would show
+    where on-duty staff are."""
     spec = get_layer(layer)
+    if not spec.public:
+        require_role(get_principal(request, conn), tuple(sorted(STAFF_ROLES)),
+                     "see responder positions")
     raw = query_filters(request)
     parse_filters(spec.filters, raw, layer=spec.name)
     cache: TileCache = request.app.state.tile_cache
