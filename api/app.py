@@ -1,19 +1,28 @@
-"""``create_app()``: the FastAPI application. The engine is created once, in the lifespan."""
+"""``create_app()``: the FastAPI application. The engine is created once, in the lifespan.
+
+Around the routes (``api/middleware.py``, ``api/metrics.py``, ``api/limits.py``): request ids
+and access logs, Prometheus metrics, security headers, CORS, body size limits and rate limits
+on intake. In production mode (``GRIDGOV_MODE=production``) the app refuses to start with
+unsafe defaults (``unsafe_defaults``); docs/operations.md says what to set.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Connection, make_url, text
 
-from api import errors, security
+from api import errors, limits, metrics, middleware, security
 from api.routes import (
     analysis,
     areas,
+    audit,
     cases,
     categories,
     coverage,
@@ -32,17 +41,113 @@ from api.routes import (
     users,
 )
 from gis import __version__, db
-from gis.settings import DatabaseSettings
+from gis.settings import (
+    DatabaseSettings,
+    LimitSettings,
+    LogSettings,
+    MetricsSettings,
+    SecuritySettings,
+    ServerSettings,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("gridgov.app")
+
+# Passwords that are someone's default; a production database must not use them.
+WEAK_SECRETS = frozenset({"", "postgres", "password", "gridgov", "secret", "changeme",
+                          "change-me", "admin", "root", "test", "demo", "123456"})
+MIN_SECRET_CHARS = 16
 
 
-def create_app(db_settings: DatabaseSettings | None = None) -> FastAPI:
+class UnsafeConfiguration(RuntimeError):
+    """Production mode with settings that are only safe on a developer's machine."""
+
+
+def unsafe_defaults(database: DatabaseSettings, security_settings: SecuritySettings,
+                    metrics_settings: MetricsSettings, conn: Connection | None = None
+                    ) -> list[str]:
+    """What would be unsafe in production, each with what to do about it (empty: all well).
+
+    ``conn`` (when given) is used to look for live demo tokens (``gridgov demo``).
+    """
+    problems: list[str] = []
+    if database.embedded:
+        problems.append(
+            "the embedded database (its superuser needs no password): set"
+            " GRIDGOV_DATABASE_URL to a PostGIS server with an account and password of its own")
+    else:
+        url = make_url(database.database_url or "")
+        password = url.password or ""
+        if password.lower() in WEAK_SECRETS and password:
+            problems.append(
+                f"GRIDGOV_DATABASE_URL connects as {url.username!r} with a default password:"
+                " give the database role a strong password")
+        elif not password and url.host and "host" not in url.query:
+            log.warning("GRIDGOV_DATABASE_URL has no password for %s: make sure the server"
+                        " asks for one (PGPASSFILE, scram-sha-256), not trust", url.host)
+    token = metrics_settings.token
+    if metrics_settings.enabled and token is not None and (
+            len(token) < MIN_SECRET_CHARS or token.lower() in WEAK_SECRETS):
+        problems.append(f"GRIDGOV_METRICS_TOKEN is weak: use at least {MIN_SECRET_CHARS}"
+                        " random characters (e.g. `openssl rand -hex 24`)")
+    if conn is not None:
+        demo = conn.execute(text(
+            "SELECT string_agg(DISTINCT u.name, ', ' ORDER BY u.name) FROM api_tokens t"
+            " JOIN users u ON u.id = t.user_id WHERE t.label = 'demo' AND u.active"
+            " AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())"
+        )).scalar()
+        if demo:
+            problems.append(
+                f"demo accounts with live tokens (written to disk by `gridgov demo`): {demo};"
+                " revoke them (`gridgov users revoke NAME`, or `gridgov users disable NAME`)"
+                " and delete demo-tokens.json")
+    return problems
+
+
+def startup_checks(database: DatabaseSettings, security_settings: SecuritySettings,
+                   metrics_settings: MetricsSettings, server: ServerSettings,
+                   conn: Connection | None) -> None:
+    """Refuse to start in production with unsafe defaults; warn about risky local set-ups."""
+    if security_settings.production:
+        problems = unsafe_defaults(database, security_settings, metrics_settings, conn)
+        if problems:
+            raise UnsafeConfiguration(
+                "gridgov refuses to start in production mode (GRIDGOV_MODE=production):\n"
+                + "\n".join(f"  - {p}" for p in problems)
+                + "\nFix these, or run with GRIDGOV_MODE=local on a developer's machine.")
+        if "*" in security_settings.origins():
+            log.warning("GRIDGOV_CORS_ORIGINS=* lets every web site call the API from its"
+                        " visitors' browsers; name the origins instead")
+    elif server.host in ("0.0.0.0", "::", ""):
+        log.warning("local mode listening on all interfaces (GRIDGOV_HOST=%s): the demo"
+                    " accounts and the embedded database are meant for one machine; set"
+                    " GRIDGOV_MODE=production for a server (docs/operations.md)", server.host)
+
+
+def create_app(db_settings: DatabaseSettings | None = None, *,
+               security_settings: SecuritySettings | None = None,
+               limit_settings: LimitSettings | None = None,
+               metrics_settings: MetricsSettings | None = None,
+               log_settings: LogSettings | None = None) -> FastAPI:
+    """The app; settings not given are read from the environment (``GRIDGOV_*``)."""
     settings = db_settings or DatabaseSettings()
+    sec = security_settings or SecuritySettings()
+    met = metrics_settings or MetricsSettings()
+    logs = log_settings or LogSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        middleware.configure_logging(logs)
         app.state.engine = db.make_engine(settings)
+        try:
+            if sec.production:
+                with app.state.engine.connect() as conn:
+                    startup_checks(settings, sec, met, ServerSettings(), conn)
+            else:
+                startup_checks(settings, sec, met, ServerSettings(), None)
+        except BaseException:
+            app.state.engine.dispose()
+            raise
         try:
             yield
         finally:
@@ -57,9 +162,11 @@ def create_app(db_settings: DatabaseSettings | None = None) -> FastAPI:
     )
     errors.install(app)
     security.install(app)
+    limits.install(app, limit_settings or LimitSettings())
+    intake_limit = [Depends(limits.intake_limit)]
     app.include_router(health.router)
     app.include_router(areas.router)
-    app.include_router(cases.router)
+    app.include_router(cases.router, dependencies=intake_limit)
     app.include_router(categories.router)
     app.include_router(users.router)
     tiles.install(app)
@@ -75,7 +182,8 @@ def create_app(db_settings: DatabaseSettings | None = None) -> FastAPI:
     app.include_router(search.router)
     app.include_router(plans.router)
     open311.install(app)
-    app.include_router(open311.router)
+    app.include_router(open311.router, dependencies=intake_limit)
+    app.include_router(audit.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -110,4 +218,13 @@ def create_app(db_settings: DatabaseSettings | None = None) -> FastAPI:
     def cases_page() -> FileResponse:
         return FileResponse(STATIC / "cases.html", headers={"Referrer-Policy": "no-referrer"})
 
+    # Outermost last: request id and access log → metrics → security headers → CORS → body
+    # size limit → the routes.
+    app.add_middleware(middleware.BodyLimit, settings=sec)
+    app.add_middleware(middleware.Cors, settings=sec)
+    app.add_middleware(middleware.SecurityHeaders, settings=sec)
+    app_metrics = metrics.install(app, met)
+    if app_metrics is not None:
+        app.add_middleware(metrics.MetricsMiddleware, metrics=app_metrics)
+    app.add_middleware(middleware.RequestContext, log=logs)
     return app

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from gis import db
+from gis import audit, db
 from gis.errors import InvalidInput
 from gis.settings import DatabaseSettings
 
@@ -56,6 +56,7 @@ def cmd_users(args: argparse.Namespace) -> int:
                                    department=args.department,
                                    jurisdiction_id=_jurisdiction(conn, args.jurisdiction))
             token = auth.issue_token(conn, uid, expires_in=expiry, label="cli")
+            audit.record(conn, None, "user.create", target=args.name, details=vars(args))
             user = auth.get_user(conn, uid)
             print(f"created {user['name']} ({user['role']}; scope: "
                   f"{', '.join(user['areas']) or 'all areas'}"
@@ -66,11 +67,14 @@ def cmd_users(args: argparse.Namespace) -> int:
         elif args.action == "token":
             print(auth.issue_token(conn, auth.user_id_by_name(conn, args.name),
                                    expires_in=expiry, label="cli"))
+            audit.record(conn, None, "user.token", target=args.name, details=vars(args))
         elif args.action == "revoke":
             count = auth.revoke_tokens(conn, auth.user_id_by_name(conn, args.name))
+            audit.record(conn, None, "user.revoke", target=args.name, details={"revoked": count})
             print(f"revoked {count} token(s) of {args.name}")
         elif args.action == "disable":
             auth.set_active(conn, auth.user_id_by_name(conn, args.name), False)
+            audit.record(conn, None, "user.disable", target=args.name)
             print(f"disabled {args.name}")
         else:
             _print(auth.list_users(conn))
@@ -110,6 +114,7 @@ def cmd_categories(args: argparse.Namespace) -> int:
         if args.active is not None:
             fields["active"] = args.active
         row = category_admin.set_category(conn, args.code, parent=args.parent, **fields)
+        audit.record(conn, None, "category.update", target=args.code, details=fields)
         _print(row)
     return 0
 
@@ -128,9 +133,11 @@ def cmd_routing(args: argparse.Namespace) -> int:
             rid = routing_rules.set_rule(
                 conn, jurisdiction_id=jid if jid is not None else default_jurisdiction(conn),
                 area_code=args.area, category_code=args.category, department=args.department)
+            audit.record(conn, None, "routing_rule.set", target=rid, details=vars(args))
             print(f"rule {rid}: {args.category} in {args.area} → {args.department}")
         elif args.action == "delete":
             routing_rules.delete_rule(conn, int(args.area))
+            audit.record(conn, None, "routing_rule.delete", target=args.area)
         else:
             _print(routing_rules.list_rules(conn, jid))
     return 0
@@ -153,6 +160,9 @@ def cmd_calendar(args: argparse.Namespace) -> int:
             calendar.set_days(conn, jid, days, working=True, name=args.name)
         elif args.action == "clear":
             calendar.clear_days(conn, jid, days)
+        if args.action in ("holiday", "workday", "clear"):
+            audit.record(conn, None, f"calendar.{'clear' if args.action == 'clear' else 'set'}",
+                         target=",".join(args.dates), details=vars(args))
         _print(calendar.list_days(conn, jid))
     return 0
 

@@ -1,9 +1,14 @@
-"""Photos attached to cases: checked (declared type *and* magic bytes, size, count) and stored
-content-addressed under the data folder (``<data_dir>/media/<sha256>``).
+"""Uploads, typed by their content (magic bytes), never by what the client declares.
 
-Only JPEG, PNG and WebP are accepted. A file whose declared type and content disagree is refused,
-so a script renamed ``.jpg`` never gets stored. ``cases.media`` keeps the references
-(``{"sha256", "type", "bytes", "name"}``), never the bytes.
+Photos attached to cases: checked (magic bytes, size, count) and stored content-addressed under
+the data folder (``<data_dir>/media/<sha256>``). Only JPEG, PNG and WebP are accepted. The
+stored type is the sniffed one; a file whose declared image type and content disagree is
+refused, so a script renamed ``.jpg`` never gets stored; a generic declared type
+(``application/octet-stream``, none) is no reason to refuse a real image. ``cases.media`` keeps
+the references (``{"sha256", "type", "bytes", "name"}``), never the bytes.
+
+Geodata uploads (plan and area imports): ``check_geodata`` checks that the content is what the
+file name says (GeoJSON, GeoPackage, zipped Shapefile, bare .shp) before GDAL opens it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gis.errors import GridgovError, InvalidInput, NotFound
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+# Declared types that say nothing about the content: the bytes decide.
+GENERIC_TYPES = ("", "application/octet-stream", "binary/octet-stream", "application/unknown")
 
 
 class MediaTooLarge(GridgovError):
@@ -83,10 +90,12 @@ def check_uploads(uploads: Sequence[Upload], settings: MediaSettings) -> list[di
         declared = (up.content_type or "").split(";")[0].strip().lower()
         if declared == "image/jpg":
             declared = "image/jpeg"
+        actual = sniff(up.data)
+        if declared in GENERIC_TYPES and actual is not None:
+            declared = actual
         if declared not in IMAGE_TYPES:
             raise UnsupportedMedia(f"{label} declares type {declared or 'none'!r}; photos must"
                                    " be JPEG, PNG or WebP", field=f"photos[{i}]")
-        actual = sniff(up.data)
         if actual != declared:
             what = f"a {actual.split('/')[1].upper()} image" if actual else "not an image"
             raise UnsupportedMedia(f"{label} declares {declared} but its content is {what}",
@@ -130,3 +139,52 @@ def open_media(folder: Path, sha256: str) -> Path:
     if not path.is_file():
         raise NotFound(f"no stored media {sha256}", field="sha256")
     return path
+
+
+# --- geodata ------------------------------------------------------------------------------
+
+GEODATA_SUFFIXES = {".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg", ".zip": "zip",
+                    ".shp": "shp"}
+_GEODATA_NAMES = {"geojson": "GeoJSON", "gpkg": "GeoPackage", "zip": "ZIP archive",
+                  "shp": "Shapefile (.shp)"}
+
+
+def sniff_geodata(data: bytes) -> str | None:
+    """What geodata the bytes are: ``geojson``, ``gpkg``, ``zip``, ``shp``, or None.
+
+    >>> sniff_geodata(b'\\xef\\xbb\\xbf {"type": "FeatureCollection"}')
+    'geojson'
+    >>> sniff_geodata(b"SQLite format 3\\0...")
+    'gpkg'
+    """
+    if data.startswith(b"SQLite format 3\0"):
+        return "gpkg"
+    if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if data[:4] == b"\x00\x00\x27\x0a" and len(data) >= 100:  # file code 9994, big-endian
+        return "shp"
+    head = data[:64].removeprefix(b"\xef\xbb\xbf").lstrip()
+    if head.startswith(b"{"):
+        return "geojson"
+    return None
+
+
+def check_geodata(data: bytes, filename: str, *, field: str = "file") -> str:
+    """The kind of a geodata upload, after checking its content matches its file name.
+
+    Raises ``InvalidInput`` for an empty file or an unknown suffix and ``UnsupportedMedia``
+    (415) when the content is something else (a program renamed ``.gpkg``).
+    """
+    name = Path(filename or "upload").name
+    expected = GEODATA_SUFFIXES.get(Path(name).suffix.lower())
+    if expected is None:
+        raise InvalidInput(f"upload a .geojson, .gpkg, a zipped Shapefile (.zip) or .shp, not"
+                           f" {name!r}", field=field)
+    if not data:
+        raise InvalidInput(f"{name!r} is empty", field=field)
+    actual = sniff_geodata(data)
+    if actual != expected:
+        what = f"a {_GEODATA_NAMES[actual]}" if actual else "not geodata gridgov reads"
+        raise UnsupportedMedia(f"{name!r} is named as a {_GEODATA_NAMES[expected]} but its"
+                               f" content is {what}", field=field)
+    return actual

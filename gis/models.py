@@ -330,9 +330,13 @@ class Case(Base):
         Index("ix_cases_status", "status"),
         Index("ix_cases_reported_at", "reported_at"),
         Index("ix_cases_category", "category_id"),
+        Index("ix_cases_responder", "responder_id"),
         Index("uq_cases_idempotency", "idempotency_key", unique=True,
               postgresql_where=text("idempotency_key IS NOT NULL")),
+        # INCLUDE: KPIs read the open cases not yet due from the index alone (0004).
         Index("ix_cases_open_due", "due_at",
+              postgresql_include=["reported_at", "jurisdiction_id", "area_id", "category_id",
+                                  "department_id"],
               postgresql_where=text("status NOT IN ('closed', 'rejected')")),
         Index("ix_cases_duplicate_of", "duplicate_of",
               postgresql_where=text("duplicate_of IS NOT NULL")),
@@ -629,3 +633,23 @@ class KpiTarget(Base):
     weight: Mapped[float] = mapped_column(Float, server_default="1",
                                           comment="weight in the composite score (0 = none)")
     unit: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditLog(Base):
+    """Append-only log of administrative actions (``gis/audit.py``); a trigger refuses UPDATE,
+    DELETE and TRUNCATE (migration 0004_audit)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),
+                      Index("ix_audit_log_actor", "actor_name", "at"),
+                      Index("ix_audit_log_action", "action", "at"))
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor_id: Mapped[int | None] = mapped_column(
+        BigInteger, comment="users.id at the time (no foreign key: the log outlives accounts)")
+    actor_name: Mapped[str] = mapped_column(Text)
+    actor_role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict | None] = mapped_column(JSONB)
+    request_id: Mapped[str | None] = mapped_column(String(64))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -91,3 +92,81 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+
+
+class SecuritySettings(BaseSettings):
+    """How exposed the service is: the run mode, CORS, body limits, security headers.
+
+    ``mode=production`` makes the app refuse to start with unsafe defaults (the embedded
+    database, live demo tokens, weak secrets); see docs/operations.md.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GRIDGOV_", extra="ignore")
+
+    mode: Literal["local", "production"] = Field(
+        default="local", description="local (a developer's machine) or production")
+    cors_origins: str = Field(
+        default="", description="comma-separated origins allowed to call the API from a"
+        " browser with credentials (e.g. https://city.example.org); empty: none; * : any")
+    cors_public_read: bool = Field(
+        default=True, description="tiles, styles, OGC API Features and Open311 GETs answer"
+        " any origin (read-only, no credentials)")
+    max_body_bytes: int = Field(default=4 << 20, ge=1024,
+                                description="largest request body of ordinary endpoints")
+    max_upload_bytes: int = Field(
+        default=100 << 20, ge=1024, description="largest body of upload endpoints (case"
+        " photos, bulk case import, plan import)")
+    hsts_seconds: int = Field(
+        default=0, ge=0, description="Strict-Transport-Security max-age on HTTPS requests"
+        " (0: not sent); set it once TLS works")
+    frame_ancestors: str = Field(
+        default="'self'", description="CSP frame-ancestors: who may embed the pages in frames")
+
+    @property
+    def production(self) -> bool:
+        return self.mode == "production"
+
+    def origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+
+class LimitSettings(BaseSettings):
+    """Rate limits on intake (``GRIDGOV_LIMITS_*``), in the ``limits`` notation:
+    ``"10/minute;100/hour"`` (several windows separated by ``;``); empty: no limit."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDGOV_LIMITS_", extra="ignore")
+
+    enabled: bool = True
+    public: str = Field(default="10/minute;60/hour",
+                        description="per client IP without a token (report form, Open311)")
+    account: str = Field(default="30/minute;300/hour",
+                         description="per token of a non-staff account (reporter)")
+    staff: str = Field(default="600/minute", description="per staff token; empty: none")
+    storage: str = Field(
+        default="memory://", description="counter storage: memory:// keeps them per worker"
+        " process; redis://host:6379 shares them between workers (needs the redis package)")
+
+
+class MetricsSettings(BaseSettings):
+    """The Prometheus endpoint ``GET /metrics`` (``GRIDGOV_METRICS_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDGOV_METRICS_", extra="ignore")
+
+    enabled: bool = True
+    token: str | None = Field(
+        default=None, description="when set, scrapers must send `Authorization: Bearer"
+        " <token>`; otherwise only clients in `allow` may scrape")
+    allow: str = Field(default="127.0.0.0/8,::1/128",
+                       description="comma-separated networks that may scrape without a token")
+
+
+class LogSettings(BaseSettings):
+    """Application logs (``GRIDGOV_LOG_*``): the ``gridgov.*`` loggers, one access line per
+    request with its request id."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDGOV_LOG_", extra="ignore")
+
+    format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line (for log shippers)")
+    level: str = "INFO"
+    access: bool = Field(default=True, description="one `gridgov.access` line per request")

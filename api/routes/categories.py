@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ConnDep, commit
 from api.security import require
-from gis import calendar, category_admin, routing_rules
+from gis import audit, calendar, category_admin, routing_rules
 from gis.areas import default_jurisdiction
 from gis.auth import Principal
 from gis.errors import InvalidInput
@@ -61,6 +61,7 @@ def get_category(conn: ConnDep, code: str) -> dict:
 def patch_category(conn: ConnDep, admin: AdminDep, code: str, body: CategoryPatch) -> dict:
     """Change a category's department, deadline (+unit), urgency, names or active flag."""
     row = category_admin.set_category(conn, code, **_given(body))
+    audit.record(conn, admin, "category.update", target=code, details=_given(body))
     commit(conn)
     return row
 
@@ -73,6 +74,7 @@ def create_category(conn: ConnDep, admin: AdminDep, body: CategoryNew) -> dict:
     fields = _given(body)
     fields.pop("code", None)
     row = category_admin.set_category(conn, body.code, **fields)
+    audit.record(conn, admin, "category.create", target=body.code, details=fields)
     commit(conn)
     return row
 
@@ -118,6 +120,7 @@ def set_rule(conn: ConnDep, admin: AdminDep, body: RuleIn) -> dict:
     rid = routing_rules.set_rule(conn, jurisdiction_id=_jurisdiction(conn, body.jurisdiction),
                                  area_code=body.area, category_code=body.category,
                                  department=body.department, note=body.note)
+    audit.record(conn, admin, "routing_rule.set", target=rid, details=body.model_dump())
     commit(conn)
     return {"id": rid}
 
@@ -125,6 +128,7 @@ def set_rule(conn: ConnDep, admin: AdminDep, body: RuleIn) -> dict:
 @router.delete("/routing-rules/{rule_id}", status_code=204)
 def delete_rule(conn: ConnDep, admin: AdminDep, rule_id: int) -> None:
     routing_rules.delete_rule(conn, rule_id)
+    audit.record(conn, admin, "routing_rule.delete", target=rule_id)
     commit(conn)
 
 
@@ -147,6 +151,7 @@ def list_days(conn: ConnDep, jurisdiction: Annotated[str | None, Query()] = None
 def set_day(conn: ConnDep, admin: AdminDep, day: date, body: DayIn) -> dict:
     calendar.set_days(conn, _jurisdiction(conn, body.jurisdiction), [day],
                       working=body.working, name=body.name)
+    audit.record(conn, admin, "calendar.set", target=day.isoformat(), details=body.model_dump())
     commit(conn)
     return {"day": day.isoformat(), "working": body.working, "name": body.name}
 
@@ -155,4 +160,5 @@ def set_day(conn: ConnDep, admin: AdminDep, day: date, body: DayIn) -> dict:
 def clear_day(conn: ConnDep, admin: AdminDep, day: date,
               jurisdiction: Annotated[str | None, Query()] = None) -> None:
     calendar.clear_days(conn, _jurisdiction(conn, jurisdiction), [day])
+    audit.record(conn, admin, "calendar.clear", target=day.isoformat())
     commit(conn)

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from api.deps import ConnDep, commit
 from api.security import PrincipalDep, require
-from gis import kpis
+from gis import audit, kpis
 from gis.auth import Forbidden, Principal
 from gis.errors import InvalidInput
 
@@ -139,5 +139,6 @@ def put_target(
 
     row = kpis.set_target(conn, kpi, target=number("target"), direction=body.get("direction"),
                           weight=number("weight"), label=body.get("label"))
+    audit.record(conn, principal, "kpi_target.update", target=kpi, details=body)
     commit(conn)
     return row

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ConnDep, commit
 from api.security import PrincipalDep, require
-from gis import auth
+from gis import audit, auth
 from gis.auth import Principal
 
 router = APIRouter(prefix="/api", tags=["users"])
@@ -60,6 +60,7 @@ def create_user(conn: ConnDep, admin: AdminDep, body: UserIn) -> dict:
     uid = auth.create_user(conn, body.name, body.role, area_codes=body.areas,
                            department=body.department)
     token = auth.issue_token(conn, uid, expires_in=_expiry(body.expires_days), label="api")
+    audit.record(conn, admin, "user.create", target=body.name, details=body.model_dump())
     commit(conn)
     return {"user": auth.get_user(conn, uid), "token": token}
 
@@ -68,6 +69,7 @@ def create_user(conn: ConnDep, admin: AdminDep, body: UserIn) -> dict:
 def new_token(conn: ConnDep, admin: AdminDep, name: str, body: TokenIn) -> dict:
     uid = auth.user_id_by_name(conn, name)
     token = auth.issue_token(conn, uid, expires_in=_expiry(body.expires_days), label=body.label)
+    audit.record(conn, admin, "user.token", target=name, details=body.model_dump())
     commit(conn)
     return {"name": name, "token": token}
 
@@ -75,6 +77,7 @@ def new_token(conn: ConnDep, admin: AdminDep, name: str, body: TokenIn) -> dict:
 @router.delete("/users/{name}/tokens")
 def revoke_tokens(conn: ConnDep, admin: AdminDep, name: str) -> dict:
     count = auth.revoke_tokens(conn, auth.user_id_by_name(conn, name))
+    audit.record(conn, admin, "user.revoke", target=name, details={"revoked": count})
     commit(conn)
     return {"name": name, "revoked": count}
 
@@ -83,5 +86,6 @@ def revoke_tokens(conn: ConnDep, admin: AdminDep, name: str) -> dict:
 def patch_user(conn: ConnDep, admin: AdminDep, name: str, body: UserPatch) -> dict:
     uid = auth.user_id_by_name(conn, name)
     auth.set_active(conn, uid, body.active)
+    audit.record(conn, admin, "user.enable" if body.active else "user.disable", target=name)
     commit(conn)
     return auth.get_user(conn, uid)

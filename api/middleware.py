@@ -1,0 +1,287 @@
+"""ASGI middleware of the app, outermost first (``install``):
+
+1. ``RequestContext`` — a request id (``X-Request-ID``: the caller's if it is sane, else a new
+   one) echoed on the response, put in ``gis.audit.REQUEST_ID`` for the audit log, and one
+   ``gridgov.access`` log line per request (JSON with ``GRIDGOV_LOG_FORMAT=json``);
+2. ``SecurityHeaders`` — ``X-Content-Type-Options``, ``X-Frame-Options``, ``Referrer-Policy``,
+   a ``Content-Security-Policy`` the pages work under (MapLibre: ``worker-src blob:``,
+   ``img-src data: blob:``) on documents and ``frame-ancestors`` alone on data,
+   ``Permissions-Policy``, and HSTS on HTTPS when configured. A header a route set itself
+   (``Referrer-Policy: no-referrer`` of the report page) is kept;
+3. ``Cors`` — browsers on ``GRIDGOV_CORS_ORIGINS`` may call everything; with
+   ``GRIDGOV_CORS_PUBLIC_READ`` (default) any origin may *read* tiles, styles, OGC API
+   Features and Open311 (GET/HEAD, no credentials). Nothing else answers other origins;
+4. ``BodyLimit`` — 413 naming the limit for bodies over ``GRIDGOV_MAX_BODY_BYTES``, or
+   ``GRIDGOV_MAX_UPLOAD_BYTES`` on upload endpoints; checked on ``Content-Length`` up front
+   and on the bytes actually received (chunked uploads).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gis import audit
+from gis.settings import LogSettings, SecuritySettings
+
+access_log = logging.getLogger("gridgov.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+# Bodies that may be large: case photos, bulk case import, plan import.
+UPLOAD_PATHS = re.compile(r"^(/api/cases|/api/cases:bulk|/api/plans/[^/]+/import)$")
+# Read-only map and standards endpoints any origin may read (no credentials).
+PUBLIC_READ_PATHS = re.compile(r"^(/tiles/|/styles/|/ogc(/|$)|/open311/v2/)")
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
+       " img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self';"
+       " worker-src 'self' blob:; child-src blob:; object-src 'none'; base-uri 'self';"
+       " form-action 'self'; frame-ancestors {frame_ancestors}")
+# FastAPI's interactive docs load Swagger UI / ReDoc from a CDN and run an inline script.
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net;"
+            " style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net;"
+            " img-src 'self' data: https://fastapi.tiangolo.com; worker-src 'self' blob:;"
+            " object-src 'none'; base-uri 'self'; frame-ancestors {frame_ancestors}")
+DOCS_PATHS = ("/docs", "/redoc")
+# Responses a browser renders as a document, which get the page policy.
+DOCUMENT_TYPES = ("text/html", "application/xhtml+xml", "image/svg+xml", "text/xml",
+                  "application/xml", "")
+
+
+def _path(scope: Scope) -> str:
+    return str(scope.get("path", ""))
+
+
+class RequestContext:
+    """Request id and access log (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, log: LogSettings) -> None:
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope).get("x-request-id", "")
+        rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        token = audit.REQUEST_ID.set(rid)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                MutableHeaders(scope=message)["X-Request-ID"] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            audit.REQUEST_ID.reset(token)
+            if self.log.access:
+                route = scope.get("route")
+                client = scope.get("client")
+                access_log.info(
+                    "%s %s %s", scope.get("method"), _path(scope), status,
+                    extra={"request_id": rid, "method": scope.get("method"),
+                           "path": _path(scope), "route": getattr(route, "path", None),
+                           "status": status, "client": client[0] if client else None,
+                           "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+
+
+class SecurityHeaders:
+    """Security headers on every response (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, settings: SecuritySettings) -> None:
+        self.app = app
+        fa = settings.frame_ancestors.strip() or "'none'"
+        self.headers = {
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY" if fa == "'none'" else "SAMEORIGIN",
+            "Referrer-Policy": "strict-origin-when-cross-origin",
+            "Cross-Origin-Opener-Policy": "same-origin",
+            "Permissions-Policy": "camera=(), microphone=(), geolocation=(self), payment=()",
+        }
+        self.csp = CSP.format(frame_ancestors=fa)
+        self.docs_csp = DOCS_CSP.format(frame_ancestors=fa)
+        self.data_csp = f"frame-ancestors {fa}"
+        self.hsts = (f"max-age={settings.hsts_seconds}; includeSubDomains"
+                     if settings.hsts_seconds else None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        page_csp = self.docs_csp if _path(scope).startswith(DOCS_PATHS) else self.csp
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    if name not in headers:
+                        headers[name] = value
+                if "content-security-policy" not in headers:
+                    kind = headers.get("content-type", "").split(";")[0].strip().lower()
+                    # A document gets the page policy; data (JSON, tiles, images, scripts)
+                    # renders nothing, with nosniff it never becomes a document, so it only
+                    # says who may frame it (as OWASP advises for APIs).
+                    headers["Content-Security-Policy"] = (
+                        page_csp if kind in DOCUMENT_TYPES else self.data_csp)
+                if self.hsts and scope.get("scheme") == "https":
+                    headers["Strict-Transport-Security"] = self.hsts
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+EXPOSE = ["Location", "Retry-After", "X-Request-ID", "ETag", "Idempotent-Replayed",
+          "Content-Disposition"]
+
+
+class Cors:
+    """CORS: configured origins for everything, any origin for public reads."""
+
+    def __init__(self, app: ASGIApp, settings: SecuritySettings) -> None:
+        self.app = app
+        origins = settings.origins()
+        self.configured: ASGIApp | None = CORSMiddleware(
+            app, allow_origins=origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID",
+                           "If-None-Match", "If-Match", "Last-Event-ID"],
+            expose_headers=EXPOSE, max_age=600) if origins else None
+        self.origins = set(origins)
+        self.any_origin = "*" in self.origins
+        self.public: ASGIApp | None = CORSMiddleware(
+            app, allow_origins=["*"], allow_methods=["GET", "HEAD"],
+            allow_headers=["If-None-Match"], expose_headers=EXPOSE,
+            max_age=3600) if settings.cors_public_read else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is None:
+            await self.app(scope, receive, send)
+            return
+        if self.configured is not None and (self.any_origin or origin in self.origins):
+            await self.configured(scope, receive, send)
+            return
+        method = scope.get("method")
+        wanted = headers.get("access-control-request-method", method)
+        if (self.public is not None and PUBLIC_READ_PATHS.match(_path(scope))
+                and method in ("GET", "HEAD", "OPTIONS") and wanted in ("GET", "HEAD")):
+            await self.public(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while reading a body that outgrew its limit (answered 413 by the app)."""
+
+    def __init__(self, limit: int, setting: str):
+        super().__init__(413, f"request body is over the limit of {limit:,} bytes"
+                              f" ({setting}); send less")
+
+
+def _too_large(limit: int, setting: str, length: int | None) -> bytes:
+    said = f" is {length:,} bytes;" if length is not None else " is too large;"
+    return json.dumps({"detail": f"request body{said} the limit is {limit:,} bytes"
+                                 f" ({setting})", "field": "body", "limit": limit}).encode()
+
+
+class BodyLimit:
+    """413 for bodies over the limit (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, settings: SecuritySettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def limit_for(self, path: str) -> tuple[int, str]:
+        if UPLOAD_PATHS.match(path):
+            return self.settings.max_upload_bytes, "GRIDGOV_MAX_UPLOAD_BYTES"
+        return self.settings.max_body_bytes, "GRIDGOV_MAX_BODY_BYTES"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit, setting = self.limit_for(_path(scope))
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _answer(send, 413, _too_large(limit, setting, int(declared)))
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit, setting)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _answer(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's extras."""
+
+    _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        for key, value in vars(record).items():
+            if key not in self._STANDARD and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+JsonFormatter.converter = time.gmtime
+
+
+def configure_logging(settings: LogSettings) -> None:
+    """Give the ``gridgov`` loggers a handler (once per process) in the configured format.
+
+    uvicorn's own ``uvicorn.access`` line duplicates ``gridgov.access``; production runs use
+    ``--no-access-log`` (docs/operations.md).
+    """
+    logger = logging.getLogger("gridgov")
+    logger.setLevel(settings.level.upper())
+    if logging.getLogger().handlers or any(getattr(h, "_gridgov", False)
+                                           for h in logger.handlers):
+        return  # logging is configured already (an embedding app, pytest): leave it be
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if settings.format == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler._gridgov = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.propagate = False
+
