@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,6 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     db.start_cluster(settings)
     host = args.host or server.host
     port = args.port or server.port
+    os.environ["GRIDGOV_HOST"] = host  # the app's start-up checks warn about 0.0.0.0
     print(f"gridgov serving on http://{host}:{port}", flush=True)
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port,
                 workers=args.workers or server.workers, log_level="info")

@@ -33,7 +33,8 @@ function storedToken() {
 // staff-only layers (responders) load for staff and are refused (401) for everyone else.
 export function withToken(url, resourceType) {
   const token = storedToken();
-  if (!token || resourceType !== "Tile") return { url };
+  // tiles and their TileJSON: the responders layer needs a staff token for both
+  if (!token || (resourceType !== "Tile" && resourceType !== "Source")) return { url };
   if (new URL(url, window.location.origin).origin !== window.location.origin) return { url };
   return { url, headers: { Authorization: `Bearer ${token}` } };
 }

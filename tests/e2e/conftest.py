@@ -148,8 +148,12 @@ def server(db_settings: DatabaseSettings, db_name: str) -> Iterator[str]:
     import uvicorn
 
     from api.app import create_app
+    from gis.settings import LimitSettings
 
-    app = create_app(db_settings=db_settings.model_copy(update={"db_name": db_name}))
+    # Intake rate limits have their own tests (tests/api/test_limits.py); pages here report
+    # many cases from one address.
+    app = create_app(db_settings=db_settings.model_copy(update={"db_name": db_name}),
+                     limit_settings=LimitSettings(enabled=False))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
