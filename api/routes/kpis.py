@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from api.deps import ConnDep, commit
 from api.security import PrincipalDep, require
 from gis import audit, kpis
-from gis.auth import Forbidden, Principal
+from gis.auth import Forbidden, Principal, Unauthorized
 from gis.errors import InvalidInput
 
 router = APIRouter(prefix="/api", tags=["analysis"])
@@ -74,6 +74,9 @@ def get_kpis(
 ) -> Any:
     """Closure, on-time, time to close, reopen, verification, satisfaction, cases per 1,000
     residents and per responder — per group, ranked, with the targets."""
+    if by == "responder" and principal.is_public:
+        raise Unauthorized("KPIs per responder need a staff token (Authorization: Bearer …)",
+                           field="by")
     if by == "responder" and principal.role not in RESPONDER_ROLES:
         raise Forbidden(f"KPIs per responder are for {', '.join(RESPONDER_ROLES)}",
                         field="by")
