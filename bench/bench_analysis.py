@@ -6,11 +6,12 @@ answer: coverage of every grid (straight line and by road) and KPIs of one level
     .venv/bin/python bench/bench_analysis.py --build-only    # just build the city
 
 The city is built once with ``gis.synth`` in its own database (``gridgov_bench_analysis``) and
-reused. ``gis.synth`` loads its cases in one COPY statement, and the live-feed trigger of
-migration 0002_dispatch then builds one array of every inserted case, which PostgreSQL refuses
-above 1 GB (about 3·10⁶ cases): so the city is built with ``--synth-cases`` (2·10⁶) generated
-cases and topped up to ``--cases`` with copies of them moved by about a metre, one statement
-of 10⁶ per copy (the triggers of every table run as for any insert).
+reused: ``--synth-cases`` (2·10⁶) generated cases, topped up to ``--cases`` with copies of them
+moved by about a metre, one statement of 10⁶ per copy (the triggers of every table run as for
+any insert). (Until migration 0004_cases_speed the live-feed trigger built one array of every
+case a statement inserted, which PostgreSQL refuses above 1 GB, about 3·10⁶ cases; it now
+counts first and sends one "bulk" note, so one COPY of 10⁷ cases works too. The top-up is
+kept so that the figures stay comparable with the earlier runs.)
 
 Each line prints the peer's time and ours from the same run, and the ratio; the peer queries
 run with a statement timeout (``--peer-timeout``): a peer that hits it is reported as

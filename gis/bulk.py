@@ -28,6 +28,8 @@ import csv
 import io
 import json
 import math
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import shapely
 from sqlalchemy import Connection, text
 
@@ -43,6 +46,7 @@ from gis import crs as crs_mod
 from gis.auth import Principal
 from gis.calendar import CalendarSettings, WorkingCalendar, load_calendar
 from gis.errors import GridgovError, ImportFailed, InvalidInput
+from gis.index import AreaIndex
 from gis.models import CASE_STATUSES, CHANNELS
 
 _ALIASES = {
@@ -90,14 +94,47 @@ def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _canonical(key: str) -> str:
+    key = key.strip().lower()
+    return next((c for c, names in _ALIASES.items() if key in names), key)
+
+
 def read_csv(source: str | Path | io.TextIOBase) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(row number, fields) for each data row; row 1 is the first row after the header."""
+    """(row number, fields) for each data row; row 1 is the first row after the header.
+
+    Blank lines are skipped (and not numbered), as ``csv.DictReader`` does; each row is the
+    ``DictReader`` row passed through the same normalisation as :func:`_normalise`, with the
+    header's names resolved once per file instead of once per row.
+    """
     if isinstance(source, str | Path):
         with open(source, newline="", encoding="utf-8-sig") as fh:
             yield from read_csv(fh)
         return
-    for i, raw in enumerate(csv.DictReader(source), start=1):  # type: ignore[arg-type]
-        yield i, _normalise(raw)
+    reader = csv.reader(source)  # type: ignore[arg-type]
+    header = next(reader, None)
+    if header is None:
+        return
+    # The column each key reads, as DictReader then _normalise resolve repeated names: one
+    # key per (lower-cased, stripped) name at its first position, holding its last column;
+    # then aliases, the first non-empty one winning. Extra unnamed cells are dropped.
+    lowered: dict[str, int] = {}
+    for i, name in enumerate(header):
+        lowered[name.strip().lower()] = i
+    columns = [(_canonical(name), col) for name, col in lowered.items()]
+    width = len(header)
+    row_no = 0
+    for raw in reader:
+        if not raw:
+            continue
+        row_no += 1
+        if len(raw) < width:
+            raw = raw + [""] * (width - len(raw))
+        out: dict[str, Any] = {}
+        for key, col in columns:
+            value = raw[col].strip() or None
+            if out.get(key) is None:
+                out[key] = value
+        yield row_no, out
 
 
 def read_geojson(obj: dict[str, Any] | str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -276,8 +313,11 @@ def _check_row(r: dict[str, Any], ctx: _Context) -> dict[str, Any]:
         if not 1 <= satisfaction <= 5:
             raise _RowError("satisfaction", "satisfaction must be 1–5")
     due = _time(r.get("due_at"), "due_at", ctx.zone)
+    # A missing deadline comes from the category, computed for the whole chunk at once
+    # (WorkingCalendar.add_many, equal to add() row by row).
+    deadline = None
     if due is None and cat["deadline_value"] is not None and cat["deadline_unit"]:
-        due = ctx.calendar.add(reported, float(cat["deadline_value"]), cat["deadline_unit"])
+        deadline = (float(cat["deadline_value"]), str(cat["deadline_unit"]))
     ext = r.get("id")
     if ext is not None and len(str(ext)) > 90:
         raise _RowError("id", "id is longer than 90 characters")
@@ -285,8 +325,9 @@ def _check_row(r: dict[str, Any], ctx: _Context) -> dict[str, Any]:
         "category_id": cat["id"], "lineage": cat["lineage"], "urgency": cat["urgency"],
         "department_id": department_id, "channel": channel, "status": status,
         "description": description, "reported_at": reported, "closed_at": closed,
-        "due_at": due, "satisfaction": satisfaction, "ext": ext, "lon": lon, "lat": lat,
-        "wkt": wkt, "srid": srid,
+        "due_at": due, "deadline": deadline, "satisfaction": satisfaction, "ext": ext,
+        "lon": lon, "lat": lat, "wkt": wkt, "srid": srid,
+        "cat_dep": cat["route_dep"], "cat_how": cat["route_how"],
     }
 
 
@@ -294,14 +335,16 @@ def _check_row(r: dict[str, Any], ctx: _Context) -> dict[str, Any]:
 
 _STAGE_COLUMNS = ("row_no", "category_id", "lineage", "urgency", "department_id", "channel",
                   "status", "description", "reported_at", "closed_at", "due_at",
-                  "satisfaction", "ext_key", "lon", "lat", "wkt", "srid")
+                  "satisfaction", "ext_key", "lon", "lat", "wkt", "srid", "grid_id", "cat_dep",
+                  "cat_how")
 
 _CREATE_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS _gg_bulk (
     row_no integer, category_id integer, lineage text[], urgency smallint,
     department_id integer, channel text, status text, description text,
     reported_at timestamptz, closed_at timestamptz, due_at timestamptz,
-    satisfaction smallint, ext_key text, lon float8, lat float8, wkt text, srid integer
+    satisfaction smallint, ext_key text, lon float8, lat float8, wkt text, srid integer,
+    grid_id bigint, cat_dep integer, cat_how text
 ) ON COMMIT DROP
 """
 
@@ -319,6 +362,10 @@ SELECT area_id, code, up FROM anc
   WHERE code IN (SELECT area_code FROM routing_rules WHERE jurisdiction_id = :j)
 """
 
+# Grids come staged (``grid_id``, from the in-memory AreaIndex) or are looked up here; the
+# category's default department comes staged (``cat_dep``/``cat_how``, resolved once per
+# category in Python). Conditions on the staged row sit inside the LATERAL subqueries so that
+# PostgreSQL skips them per row (a gating filter) instead of running them and discarding.
 _LOAD_SQL = """
 WITH staged AS (
     SELECT b.*,
@@ -326,13 +373,13 @@ WITH staged AS (
                 ELSE ST_Transform(ST_GeomFromText(b.wkt, b.srid), 4326) END AS geom
       FROM _gg_bulk b
 ), located AS (
-    SELECT s.*, g.area_id,
+    SELECT s.*, COALESCE(s.grid_id, g.area_id) AS area_id,
            ST_PointOnSurface(s.geom) AS pt
       FROM staged s
       LEFT JOIN LATERAL (
           SELECT a.id AS area_id
             FROM area_parts p JOIN areas a ON a.id = p.area_id
-           WHERE a.jurisdiction_id = :j
+           WHERE s.grid_id IS NULL AND a.jurisdiction_id = :j
              AND ST_Covers(p.geom, ST_PointOnSurface(s.geom))
              AND p.valid_from <= s.reported_at
              AND (p.valid_to IS NULL OR p.valid_to > s.reported_at)
@@ -340,17 +387,18 @@ WITH staged AS (
       ) g ON true
 ), routed AS (
     SELECT l.*,
-           COALESCE(l.department_id, zr.department_id, rr.department_id, cr.department_id)
+           COALESCE(l.department_id, zr.department_id, rr.department_id, l.cat_dep)
              AS dep_id,
            CASE WHEN l.department_id IS NOT NULL THEN 'import'
                 WHEN zr.department_id IS NOT NULL THEN zr.how
                 WHEN rr.department_id IS NOT NULL THEN rr.how
-                ELSE cr.how END AS routed_by
+                ELSE l.cat_how END AS routed_by
       FROM located l
       LEFT JOIN LATERAL (
           SELECT z.department_id, 'zone:' || z.kind || ':' || z.code AS how
             FROM responsibility_zones z
-           WHERE z.jurisdiction_id = :j AND z.department_id IS NOT NULL
+           WHERE :have_zones AND l.department_id IS NULL AND l.area_id IS NOT NULL
+             AND z.jurisdiction_id = :j AND z.department_id IS NOT NULL
              AND ST_Covers(z.geom, l.pt)
              AND z.valid_from <= l.reported_at
              AND (z.valid_to IS NULL OR z.valid_to > l.reported_at)
@@ -359,21 +407,16 @@ WITH staged AS (
                                 FROM unnest(z.category_codes) cc), 0) DESC,
                     ST_Area(z.geom), z.code
            LIMIT 1
-      ) zr ON l.department_id IS NULL AND l.area_id IS NOT NULL
+      ) zr ON true
       LEFT JOIN LATERAL (
           SELECT r.department_id, 'rule:' || r.area_code || ':' || r.category_code AS how
             FROM routing_rules r JOIN _gg_anc an ON an.code = r.area_code
-           WHERE r.jurisdiction_id = :j AND an.area_id = l.area_id
+           WHERE :have_rules AND l.department_id IS NULL AND l.area_id IS NOT NULL
+             AND r.jurisdiction_id = :j AND an.area_id = l.area_id
              AND r.category_code = ANY(l.lineage)
            ORDER BY array_position(l.lineage, CAST(r.category_code AS text)) DESC, an.up
            LIMIT 1
-      ) rr ON l.department_id IS NULL AND l.area_id IS NOT NULL AND :have_rules
-      LEFT JOIN LATERAL (
-          SELECT c.department_id, 'category:' || c.code AS how
-            FROM categories c
-           WHERE c.code = ANY(l.lineage) AND c.department_id IS NOT NULL
-           ORDER BY array_position(l.lineage, CAST(c.code AS text)) DESC LIMIT 1
-      ) cr ON true
+      ) rr ON true
 ), ins AS (
     INSERT INTO cases (jurisdiction_id, category_id, channel, urgency, description, area_id,
                        department_id, status, reported_at, due_at, closed_at, satisfaction,
@@ -382,6 +425,7 @@ WITH staged AS (
            reported_at, due_at, closed_at, satisfaction,
            CASE WHEN ext_key IS NULL THEN NULL ELSE :key_prefix || ext_key END, routed_by, geom
       FROM routed WHERE area_id IS NOT NULL
+     ORDER BY row_no
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, status, reported_at, closed_at
 ), events AS (
@@ -397,6 +441,18 @@ SELECT (SELECT count(*) FROM ins) AS inserted,
        (SELECT array_agg(row_no ORDER BY row_no) FROM routed WHERE area_id IS NULL) AS outside
 """
 
+# Without external ids no row can conflict: a plain INSERT skips the speculative insertion
+# that ON CONFLICT costs per row.
+_LOAD_SQL_NO_KEYS = _LOAD_SQL.replace(
+    "    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING\n", "")
+assert _LOAD_SQL_NO_KEYS != _LOAD_SQL
+
+# Imports smaller than this many point rows look grids up in SQL; larger ones load the
+# AreaIndex once (a second or two for 20,000 grids) and assign in memory.
+INDEX_MIN_ROWS = 5_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
 
 def _context(conn: Connection, jurisdiction_id: int, default_crs: str | int | None,
              calendar_settings: CalendarSettings | None, now: datetime) -> _Context:
@@ -411,12 +467,20 @@ def _context(conn: Connection, jurisdiction_id: int, default_crs: str | int | No
               FROM categories c JOIN lin ON c.parent_id = lin.id
         )
         SELECT k.id, k.code, k.urgency, k.deadline_value, k.deadline_unit, k.active,
-               lin.lineage,
+               k.department_id, lin.lineage,
                NOT EXISTS (SELECT 1 FROM categories ch WHERE ch.parent_id = k.id) AS leaf
           FROM categories k JOIN lin ON lin.id = k.id
         """)).mappings()
     for r in rows:
         cats[r["code"]] = dict(r)
+    # Default department: the category's own or its nearest ancestor's (as routing does).
+    for cat in cats.values():
+        cat["route_dep"] = cat["route_how"] = None
+        for code in reversed(cat["lineage"]):
+            owner = cats.get(code)
+            if owner is not None and owner["department_id"] is not None:
+                cat["route_dep"], cat["route_how"] = owner["department_id"], f"category:{code}"
+                break
     deps = {str(c): int(i) for c, i in conn.execute(text("SELECT code, id FROM departments"))}
     calendar = load_calendar(conn, jurisdiction_id, calendar_settings)
     return _Context(cats, deps, calendar, calendar.zone,
@@ -427,7 +491,60 @@ def _pg_array(values: list[str]) -> str:
     return "{" + ",".join('"' + v.replace('"', '\\"') + '"' for v in values) + "}"
 
 
-def _copy(conn: Connection, rows: list[tuple[int, dict[str, Any]]]) -> None:
+@dataclass
+class _Grids:
+    """The in-memory grid lookup of one import: valid for cases reported at or after
+    ``since_us`` (the last boundary change), when the grids in force are the current ones."""
+
+    index: AreaIndex
+    since_us: int
+
+
+def _load_grids(conn: Connection, jurisdiction_id: int) -> _Grids | None:
+    last_change = conn.execute(text(
+        "SELECT max(GREATEST(p.valid_from, COALESCE(p.valid_to, p.valid_from)))"
+        " FROM area_parts p JOIN areas a ON a.id = p.area_id WHERE a.jurisdiction_id = :j"),
+        {"j": jurisdiction_id}).scalar()
+    if last_change is None:
+        return None
+    index = AreaIndex.load(conn, at=last_change, jurisdiction_id=jurisdiction_id)
+    if len(index) == 0:
+        return None
+    return _Grids(index, (last_change - _EPOCH) // _MICRO)
+
+
+def _us(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICRO
+
+
+def _finish(rows: list[tuple[int, dict[str, Any]]], calendar: WorkingCalendar,
+            grids: _Grids | None) -> None:
+    """Chunk-wide work on checked rows: deadlines from the calendar, grids from the index."""
+    pending: dict[tuple[float, str], list[dict[str, Any]]] = {}
+    for _, v in rows:
+        if v["deadline"] is not None:
+            pending.setdefault(v["deadline"], []).append(v)
+    for (value, unit), group in pending.items():
+        due = calendar.add_many(np.fromiter((_us(v["reported_at"]) for v in group),
+                                            dtype=np.int64, count=len(group)), value, unit)
+        for v, us in zip(group, due.tolist(), strict=True):
+            v["due_at"] = _EPOCH + timedelta(microseconds=us)
+    if grids is None:
+        return
+    points = [v for _, v in rows
+              if v["wkt"] is None and _us(v["reported_at"]) >= grids.since_us]
+    if not points:
+        return
+    ids = grids.index.assign_ids(np.fromiter((v["lon"] for v in points), dtype=np.float64,
+                                             count=len(points)),
+                                 np.fromiter((v["lat"] for v in points), dtype=np.float64,
+                                             count=len(points)))
+    for v, area_id in zip(points, ids.tolist(), strict=True):
+        if area_id >= 0:  # outside every grid: SQL looks again (any level) and reports it
+            v["grid_id"] = area_id
+
+
+def _copy_text(rows: list[tuple[int, dict[str, Any]]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     for row_no, v in rows:
@@ -442,8 +559,13 @@ def _copy(conn: Connection, rows: list[tuple[int, dict[str, Any]]]) -> None:
             repr(v["lon"]) if v["lon"] is not None else "",
             repr(v["lat"]) if v["lat"] is not None else "",
             v["wkt"] or "", v["srid"],
+            v.get("grid_id", ""),
+            v["cat_dep"] if v["cat_dep"] is not None else "", v["cat_how"] or "",
         ])
-    buf.seek(0)
+    return buf.getvalue()
+
+
+def _copy(conn: Connection, payload: str) -> None:
     raw = conn.connection.dbapi_connection
     assert raw is not None
     cur = raw.cursor()
@@ -451,9 +573,82 @@ def _copy(conn: Connection, rows: list[tuple[int, dict[str, Any]]]) -> None:
         # Empty unquoted fields are NULL; descriptions are never NULL.
         cur.copy_expert(  # type: ignore[attr-defined]
             f"COPY _gg_bulk ({', '.join(_STAGE_COLUMNS)}) FROM STDIN WITH (FORMAT csv,"
-            " FORCE_NOT_NULL (description))", buf)
+            " FORCE_NOT_NULL (description))", io.StringIO(payload))
     finally:
         cur.close()
+
+
+@dataclass
+class _Chunk:
+    rows: list[tuple[int, dict[str, Any]]]
+    errors: list[dict[str, Any]]
+    read: int
+    payload: str = ""
+
+
+def _checked(rows: Iterable[tuple[int, dict[str, Any]]], ctx: _Context,
+             chunk_size: int) -> Iterator[_Chunk]:
+    """Checked rows in chunks of ``chunk_size`` valid rows, with the invalid ones' errors."""
+    chunk = _Chunk([], [], 0)
+    for row_no, raw in rows:
+        chunk.read += 1
+        try:
+            chunk.rows.append((row_no, _check_row(raw, ctx)))
+        except _RowError as exc:
+            chunk.errors.append({"row": row_no, "field": exc.field, "message": exc.message})
+        if len(chunk.rows) >= chunk_size:
+            yield chunk
+            chunk = _Chunk([], [], 0)
+    if chunk.read:
+        yield chunk
+
+
+class _Pipeline:
+    """Prepares chunks (checks, deadlines, grids, COPY text) in a thread while the caller's
+    thread runs the previous chunk's SQL: both cores work (psycopg2 releases the GIL while
+    the server works). At most ``depth`` prepared chunks wait, so memory stays bounded."""
+
+    _DONE = object()
+
+    def __init__(self, chunks: Iterator[_Chunk], prepare: Any, depth: int = 2) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(chunks, prepare),
+                                        name="gridgov-bulk", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, chunks: Iterator[_Chunk], prepare: Any) -> None:
+        try:
+            for chunk in chunks:
+                prepare(chunk)
+                if not self._put(chunk):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+            self._put(exc)
+            return
+        self._put(self._DONE)
+
+    def __iter__(self) -> Iterator[_Chunk]:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
 
 
 def import_cases(
@@ -468,18 +663,26 @@ def import_cases(
     calendar_settings: CalendarSettings | None = None,
     progress: Any = None,
     now: datetime | None = None,
+    use_index: bool | None = None,
 ) -> dict[str, Any]:
     """Import (row number, fields) rows as cases; returns counts and per-row errors.
 
-    ``progress``: an object with ``update(n)`` (a tqdm bar) advanced per row read.
+    ``progress``: an object with ``update(n)`` (a tqdm bar), advanced by the rows read.
+    ``use_index``: assign grids with the in-memory :class:`~gis.index.AreaIndex` (True), in SQL
+    (False), or the index when the first chunk holds at least ``INDEX_MIN_ROWS`` point rows
+    (None). Both give the same grid (tests compare them).
     """
     from gis.areas import default_jurisdiction
 
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
     jid = jurisdiction_id if jurisdiction_id is not None else default_jurisdiction(conn)
     at = (now or datetime.now(UTC)).astimezone(UTC)
     ctx = _context(conn, jid, crs, calendar_settings, at)
-    have_rules = conn.execute(text("SELECT EXISTS (SELECT 1 FROM routing_rules"
-                                   " WHERE jurisdiction_id = :j)"), {"j": jid}).scalar()
+    have_rules, have_zones = conn.execute(text(
+        "SELECT EXISTS (SELECT 1 FROM routing_rules WHERE jurisdiction_id = :j),"
+        " EXISTS (SELECT 1 FROM responsibility_zones WHERE jurisdiction_id = :j"
+        " AND department_id IS NOT NULL)"), {"j": jid}).one()
     conn.execute(text(_CREATE_STAGE))
     conn.execute(text("TRUNCATE _gg_bulk"))
     # Empty (and cheap) when the jurisdiction has no category × area rules.
@@ -487,33 +690,47 @@ def import_cases(
     conn.execute(text(_CREATE_ANCESTORS), {"j": jid})
     report = BulkReport()
     params = {"j": jid, "actor_id": principal.user_id, "have_rules": bool(have_rules),
+              "have_zones": bool(have_zones),
               "actor": json.dumps(principal.as_actor()), "key_prefix": f"import:{jid}:"}
-    chunk: list[tuple[int, dict[str, Any]]] = []
 
-    def flush() -> None:
-        if not chunk:
+    chunks = _checked(rows, ctx, chunk_size)
+    first = next(chunks, None)
+    if first is None:
+        return report.as_dict(strict)
+    grids = None
+    if use_index or (use_index is None
+                     and sum(v["wkt"] is None for _, v in first.rows) >= INDEX_MIN_ROWS):
+        grids = _load_grids(conn, jid)
+
+    def prepare(chunk: _Chunk) -> None:
+        _finish(chunk.rows, ctx.calendar, grids)
+        chunk.payload = _copy_text(chunk.rows) if chunk.rows else ""
+
+    def load(chunk: _Chunk) -> None:
+        report.rows += chunk.read
+        report.errors.extend(chunk.errors)
+        if progress is not None:
+            progress.update(chunk.read)
+        if not chunk.rows:
             return
-        _copy(conn, chunk)
-        res = conn.execute(text(_LOAD_SQL), params).one()
+        _copy(conn, chunk.payload)
+        keyed = any(v["ext"] is not None for _, v in chunk.rows)
+        res = conn.execute(text(_LOAD_SQL if keyed else _LOAD_SQL_NO_KEYS), params).one()
         conn.execute(text("TRUNCATE _gg_bulk"))
         report.inserted += int(res.inserted)
         report.skipped_existing += int(res.located) - int(res.inserted)
         for row_no in res.outside or []:
             report.errors.append({"row": row_no, "field": "location",
                                   "message": "outside every grid in force at reported_at"})
-        chunk.clear()
 
-    for row_no, raw in rows:
-        report.rows += 1
-        if progress is not None:
-            progress.update(1)
-        try:
-            chunk.append((row_no, _check_row(raw, ctx)))
-        except _RowError as exc:
-            report.errors.append({"row": row_no, "field": exc.field, "message": exc.message})
-        if len(chunk) >= chunk_size:
-            flush()
-    flush()
+    prepare(first)
+    pipeline = _Pipeline(chunks, prepare)
+    try:
+        load(first)
+        for chunk in pipeline:
+            load(chunk)
+    finally:
+        pipeline.close()
     report.errors.sort(key=lambda e: e["row"])
     if strict and report.errors:
         raise ImportFailed(f"{len(report.errors)} of {report.rows} rows are invalid; nothing"
@@ -521,4 +738,5 @@ def import_cases(
     return report.as_dict(strict)
 
 
-__all__ = ["BulkReport", "count_rows", "import_cases", "read_csv", "read_file", "read_geojson"]
+__all__ = ["INDEX_MIN_ROWS", "BulkReport", "count_rows", "import_cases", "read_csv",
+           "read_file", "read_geojson"]

@@ -25,6 +25,8 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Connection, text
@@ -32,6 +34,13 @@ from sqlalchemy import Connection, text
 from gis.errors import InvalidInput
 
 UNITS = ("working_hours", "working_days", "hours", "days")
+_US = 1_000_000
+_MICRO = timedelta(microseconds=1)
+_HOUR_US = 3600 * _US
+_DAY_US = 86400 * _US
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY = date(1970, 1, 1)
+_NO_OFFSET = np.iinfo(np.int64).min
 # A calendar with no working day in this many days is misconfigured, not a long weekend.
 _MAX_SCAN_DAYS = 800
 
@@ -173,6 +182,110 @@ class WorkingCalendar:
                         total += hi - lo
             day += timedelta(days=1)
         return total
+
+    def add_many(self, starts_us: ArrayLike, value: float, unit: str) -> NDArray[np.int64]:
+        """:meth:`add` for many starts at once: UTC epoch microseconds in, the same out.
+
+        Equal to calling :meth:`add` on each start (tests compare them): working time is laid
+        out once as a timeline of working periods (local wall-clock microseconds) with their
+        cumulative working time, and each deadline is two binary searches on it. Starts or
+        deadlines in an hour that holds a UTC-offset change (DST) are computed one by one.
+
+        >>> cal = WorkingCalendar()
+        >>> start = int(datetime(2026, 1, 9, 16, tzinfo=UTC).timestamp()) * 10**6
+        >>> due = cal.add_many([start], 4, "working_hours")[0]
+        >>> datetime.fromtimestamp(due / 1e6, UTC).isoformat()
+        '2026-01-12T11:00:00+00:00'
+        """
+        starts = np.asarray(starts_us, dtype=np.int64).ravel()
+        if unit not in UNITS:
+            raise InvalidInput(f"unknown deadline unit {unit!r}; use one of {', '.join(UNITS)}",
+                               field="deadline_unit")
+        if value < 0:
+            raise InvalidInput(f"deadline must not be negative, got {value}", field="deadline")
+        if len(starts) == 0:
+            return starts.copy()
+        if unit in ("hours", "days"):
+            step = timedelta(hours=value) if unit == "hours" else timedelta(days=value)
+            return starts + step // _MICRO
+        hours = value if unit == "working_hours" else value * self.day_seconds / 3600
+        need = int(round(hours * 3600)) * _US
+        out = np.zeros(len(starts), dtype=np.int64)
+        slow = np.zeros(len(starts), dtype=bool)
+        # UTC → local wall clock, with one offset per UTC hour (checked at both ends).
+        offset = self._offsets(starts // _HOUR_US, utc=True)
+        slow |= offset == _NO_OFFSET
+        wall = starts + np.where(slow, 0, offset)
+        first_day = int(wall.min() // _DAY_US)
+        last_day = int(wall.max() // _DAY_US)
+        starts_w, ends_w, cum = self._timeline(first_day, last_day, need)
+        cum_end = cum + (ends_w - starts_w)
+        at = np.searchsorted(ends_w, wall, side="right")
+        short = at >= len(ends_w)
+        slow |= short
+        at = np.minimum(at, max(len(ends_w) - 1, 0))
+        if len(ends_w):
+            done = cum[at] + np.maximum(wall - starts_w[at], 0)
+            target = done + need
+            j = np.maximum(np.searchsorted(cum_end, target, side="left"), at)
+            slow |= j >= len(ends_w)
+            j = np.minimum(j, len(ends_w) - 1)
+            due_wall = starts_w[j] + (target - cum[j])
+            # The scanning rule of add_working_seconds: at most _MAX_SCAN_DAYS days.
+            slow |= (due_wall // _DAY_US) - (wall // _DAY_US) >= _MAX_SCAN_DAYS
+            back = self._offsets(due_wall // _HOUR_US, utc=False)
+            slow |= back == _NO_OFFSET
+            out = due_wall - np.where(slow, 0, back)
+        else:
+            slow[:] = True
+        for i in np.flatnonzero(slow).tolist():
+            moment = _EPOCH + timedelta(microseconds=int(starts[i]))
+            out[i] = (self.add(moment, value, unit) - _EPOCH) // _MICRO
+        return out
+
+    def _offsets(self, hours: NDArray[np.int64], *, utc: bool) -> NDArray[np.int64]:
+        """UTC offset (µs) per hour number: of UTC instants (``utc``) or of local wall-clock
+        hours (fold 0, as ``_at`` resolves them); ``_NO_OFFSET`` where it changes inside."""
+        zone = self.zone
+        uniq, inverse = np.unique(hours, return_inverse=True)
+        found = np.empty(len(uniq), dtype=np.int64)
+        for n, h in enumerate(uniq.tolist()):
+            begin = _EPOCH + timedelta(hours=h)
+            end = begin + timedelta(hours=1) - _MICRO
+            if utc:
+                a, b = begin.astimezone(zone).utcoffset(), end.astimezone(zone).utcoffset()
+            else:
+                a = begin.replace(tzinfo=zone).utcoffset()
+                b = end.replace(tzinfo=zone).utcoffset()
+            found[n] = _NO_OFFSET if a != b or a is None else a // _MICRO
+        return found[inverse]
+
+    def _timeline(self, first_day: int, last_day: int, need_us: int
+                  ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """Working periods (wall-clock µs, start and end) from ``first_day`` (days since
+        1970-01-01, local) until ``need_us`` of working time past ``last_day``, with the
+        working time before each."""
+        spans = [(_seconds(a) * _US, _seconds(b) * _US) for a, b in self.periods
+                 if _seconds(b) > _seconds(a)]
+        per_day = sum(b - a for a, b in spans)
+        starts: list[int] = []
+        ends: list[int] = []
+        after = 0
+        day_no = first_day
+        limit = last_day + _MAX_SCAN_DAYS + 1
+        while day_no <= limit and (day_no <= last_day or after <= need_us + per_day):
+            if per_day and self.is_working_day(_EPOCH_DAY + timedelta(days=day_no)):
+                base = day_no * _DAY_US
+                for a, b in spans:
+                    starts.append(base + a)
+                    ends.append(base + b)
+                if day_no > last_day:
+                    after += per_day
+            day_no += 1
+        s = np.asarray(starts, dtype=np.int64)
+        e = np.asarray(ends, dtype=np.int64)
+        cum = np.concatenate(([0], np.cumsum(e - s)[:-1])).astype(np.int64) if len(s) else s
+        return s, e, cum
 
     def _at(self, day: date, seconds: float) -> datetime:
         # Aware + timedelta is wall-clock arithmetic in Python: a deadline at 11:00 local stays

@@ -1,7 +1,10 @@
 """Live changes from the database: one LISTEN connection per process, fanned out to subscribers.
 
-Triggers (migration ``0002_dispatch``) send ``NOTIFY gridgov_live`` with small JSON payloads
-for every responder position/status change and every case change (up to 25 per payload).
+Triggers (migrations ``0002_dispatch``, ``0004_cases_speed``) send ``NOTIFY gridgov_live`` with
+JSON payloads for every responder position/status change and every case change, the changed
+rows of one statement packed into payloads of at most ~7,000 bytes (PostgreSQL's limit is
+8,000); a statement that changed more than 5,000 cases (50,000 responders) sends one ``bulk``
+note instead, decided by counting the rows before any item is built.
 NOTIFY is delivered only on commit, so subscribers never see changes that were rolled back.
 The listener numbers events (``seq``) and keeps the last ``buffer`` of them so a reconnecting
 client can resume from its ``Last-Event-ID``; if the connection to the database drops,
@@ -34,9 +37,10 @@ Callback = Callable[[Event], None]
 
 
 def expand(payload: str) -> list[Event]:
-    """One NOTIFY payload → events. The triggers send ``{"type": t, "items": [...]}`` (up to
-    25 changed rows of one statement) or ``{"type": t, "op": "bulk", "count": n}`` when one
-    statement changed too many rows to stream (an import): that becomes a ``resync``.
+    """One NOTIFY payload → events. The triggers send ``{"type": t, "items": [...]}`` (changed
+    rows of one statement, as many as fit in ~7,000 bytes) or ``{"type": t, "op": "bulk",
+    "count": n}`` when one statement changed too many rows to stream (an import): that
+    becomes a ``resync``.
 
     >>> expand('{"type": "case", "items": [{"id": 1}, {"id": 2}]}')
     [{'type': 'case', 'id': 1}, {'type': 'case', 'id': 2}]

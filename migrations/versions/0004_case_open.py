@@ -1,7 +1,7 @@
 """case_open: a redirected case is open (as the lifecycle and the case list say)
 
 Revision ID: 0004_case_open
-Revises: 0003_merge
+Revises: 0004_cases_speed (its faster gridgov_rebuild_case_cells recounts the cells)
 Create Date: 2026-11-23 00:10:00
 
 ``gridgov_case_open`` counted ``redirected`` as a terminal state, so tiles, the command screen
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = '0004_case_open'
-down_revision: str | None = '0003_merge'
+down_revision: str | None = '0004_cases_speed'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -156,3 +156,38 @@ def test_kpis_of_a_week_ago_are_deterministic_in_now(conn: Connection) -> None:
     a = compute_kpis(conn, KpiQuery(level="street"), now=now)
     b = compute_kpis(conn, KpiQuery(level="street"), now=now)
     assert a["rows"] == b["rows"]
+
+
+@pytest.mark.parametrize("level", ["grid", "street", "district"])
+def test_mean_and_p90_equal_percentile_cont_over_the_cases(conn: Connection, level: str) -> None:
+    """The rollup's exact p90 (ranks in one sort) against PostgreSQL's own percentile_cont
+    straight over ``cases``, group by group and in total."""
+    result = compute_kpis(conn, KpiQuery(level=level, period="365d"))
+    rank = {"grid": 3, "street": 1, "district": 0}[level]
+    rows = conn.execute(text(
+        """
+        WITH RECURSIVE chain AS (
+            SELECT a.id AS start_id, a.id, a.parent_id, a.level, a.code FROM areas a
+            UNION ALL
+            SELECT ch.start_id, p.id, p.parent_id, p.level, p.code
+              FROM chain ch JOIN areas p ON p.id = ch.parent_id
+        ), ttc AS (
+            SELECT g.code, EXTRACT(EPOCH FROM c.closed_at - c.reported_at) AS s
+              FROM cases c JOIN jurisdictions j ON j.id = c.jurisdiction_id
+              JOIN chain g ON g.start_id = c.area_id AND g.level = :rank
+             WHERE c.status = 'closed' AND c.due_at IS NOT NULL AND c.closed_at IS NOT NULL
+               AND c.jurisdiction_id = :j
+               AND c.reported_at >= CAST(:since AS timestamp) AT TIME ZONE j.timezone
+               AND c.reported_at < CAST(:until AS timestamp) AT TIME ZONE j.timezone
+        )
+        SELECT code, round(CAST(avg(GREATEST(0, round(s))) / 3600 AS numeric), 2),
+               round(CAST(percentile_cont(0.9) WITHIN GROUP (ORDER BY GREATEST(0, round(s)))
+                          / 3600 AS numeric), 2)
+          FROM ttc GROUP BY GROUPING SETS ((code), ())
+        """), {"rank": rank, "j": result["jurisdiction_id"], "since": result["since"],
+               "until": result["until"]}).all()
+    expected = {code: (float(mean), float(p90)) for code, mean, p90 in rows}
+    got = {r["key"]: (r["mean_ttc_h"], r["p90_ttc_h"]) for r in result["rows"]
+           if r["p90_ttc_h"] is not None}
+    got[None] = (result["total"]["mean_ttc_h"], result["total"]["p90_ttc_h"])
+    assert len(got) > 1 and got == expected

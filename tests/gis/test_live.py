@@ -29,7 +29,7 @@ def world(conn: Connection) -> dict[str, int]:
     return {"j": jid, "c": int(cat)}
 
 
-@pytest.mark.parametrize("n", [1, 300, 5001])
+@pytest.mark.parametrize("n", [1, 25, 300, 5000, 5001])
 def test_large_statements_on_cases_never_exceed_the_notify_payload_limit(
         conn: Connection, world: dict[str, int], n: int) -> None:
     conn.execute(text(FULL_CASES), {**world, "n": n})
@@ -57,3 +57,61 @@ def test_payloads_expand_into_one_event_per_row_and_bulk_into_a_resync() -> None
     [bulk] = expand('{"type": "case", "op": "bulk", "count": 9000}')
     assert bulk == {"type": "resync", "kind": "case", "reason": "9000 case rows changed at once"}
     assert expand("not json") == [] and expand("[1, 2]") == []
+
+
+def capture_notifications(conn: Connection) -> None:
+    """Route this transaction's pg_notify calls into ``_notes`` (NOTIFY is only delivered on
+    commit, and tests never commit): a ``public.pg_notify`` ahead of ``pg_catalog``."""
+    conn.execute(text("CREATE TEMP TABLE _notes (seq serial, channel text, payload text)"))
+    conn.execute(text(
+        "CREATE FUNCTION public.pg_notify(channel text, payload text) RETURNS void"
+        " LANGUAGE sql AS $$ INSERT INTO _notes (channel, payload) VALUES ($1, $2) $$"))
+    conn.execute(text("SET LOCAL search_path = public, pg_catalog"))
+
+
+def live_notes(conn: Connection) -> list[str]:
+    notes = conn.execute(text("SELECT payload FROM _notes WHERE channel = 'gridgov_live'"
+                              " ORDER BY seq")).scalars().all()
+    conn.execute(text("TRUNCATE _notes"))
+    return list(notes)
+
+
+@pytest.mark.parametrize("n", [25, 300, 5000])
+def test_every_changed_case_of_a_statement_is_streamed_in_payloads_under_8000_bytes(
+        conn: Connection, world: dict[str, int], n: int) -> None:
+    capture_notifications(conn)
+    conn.execute(text(FULL_CASES), {**world, "n": n})
+    ids = conn.execute(text("SELECT id FROM cases WHERE jurisdiction_id = :j ORDER BY id"),
+                       world).scalars().all()
+    for op, sql in (("insert", None),
+                    ("update", "UPDATE cases SET status = 'handled' WHERE jurisdiction_id = :j"),
+                    ("delete", "DELETE FROM cases WHERE jurisdiction_id = :j")):
+        if sql:
+            conn.execute(text(sql), world)
+        notes = live_notes(conn)
+        assert all(len(p.encode()) < 8000 for p in notes)
+        events = [e for p in notes for e in expand(p)]
+        assert sorted(e["id"] for e in events) == ids and {e["op"] for e in events} == {op}
+
+
+def test_a_50000_case_statement_sends_one_bulk_note_and_builds_no_items(
+        conn: Connection, world: dict[str, int]) -> None:
+    capture_notifications(conn)
+    conn.execute(text(FULL_CASES), {**world, "n": 50_000})
+    assert live_notes(conn) == ['{"type" : "case", "op" : "bulk", "count" : 50000}']
+    conn.execute(text("UPDATE cases SET status = 'handled' WHERE jurisdiction_id = :j"), world)
+    assert [json.loads(p) for p in live_notes(conn)] == [
+        {"type": "case", "op": "bulk", "count": 50_000}]
+    # An update that changes nothing the feed shows sends nothing at all.
+    conn.execute(text("UPDATE cases SET description = 'x' WHERE jurisdiction_id = :j"), world)
+    assert live_notes(conn) == []
+    conn.execute(text("DELETE FROM cases WHERE jurisdiction_id = :j"), world)
+    [note] = expand(live_notes(conn)[0])
+    assert note == {"type": "resync", "kind": "case", "reason": "50000 case rows changed at once"}
+
+
+def test_the_bulk_decision_counts_rows_before_building_items(conn: Connection) -> None:
+    """The trigger function counts first (no array of 10⁷ JSON items for a huge COPY)."""
+    source = conn.execute(text("SELECT prosrc FROM pg_proc WHERE proname ="
+                               " 'gridgov_notify_cases'")).scalar_one()
+    assert source.index("count(*)") < source.index("array_agg") < source.index("gridgov_live_send")
