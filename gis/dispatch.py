@@ -4,7 +4,12 @@ and validation shared with the nearest queries (:mod:`gis.nearest`), and facilit
 Privacy (DOMAIN.md): positions are recorded only while a responder is on duty. Going off duty
 clears the live position and refuses further updates; the on-duty history in
 ``responder_positions`` is thinned to one point per ``history_interval_s`` and pruned beyond
-``retention_h``, which bounds it to ``max_positions_per_responder`` points per responder.
+``retention_h``, which bounds it to ``max_positions_per_responder`` points per responder. Pruning
+happens on writes, so readers of the history filter on ``retention_h`` themselves.
+
+Scope: reading responders is not scoped (dispatch crosses lines), but a department-scoped
+account changes, creates and reports positions only for its own department's responders
+(:func:`check_responder_scope`; a batch lists the others as refused).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from sqlalchemy import Connection, text
 
 from gis import crs as crs_mod
 from gis.areas import check_bbox, check_lonlat, default_jurisdiction
+from gis.auth import Forbidden, Principal
 from gis.errors import Conflict, InvalidInput, NotFound
 from gis.models import RESPONDER_STATUSES
 
@@ -135,6 +141,18 @@ def jurisdiction_id(conn: Connection, code: str | None) -> int | None:
                        f"{_listing(rows) or '(none loaded)'}", field="jurisdiction")
 
 
+def check_jurisdiction_id(conn: Connection, jid: int) -> int:
+    """A jurisdiction id that exists; 422 naming ``jurisdiction_id`` and listing the ids."""
+    if not isinstance(jid, bool) and isinstance(jid, int) and conn.execute(
+            text("SELECT EXISTS (SELECT 1 FROM jurisdictions WHERE id = CAST(:j AS numeric))"),
+            {"j": jid}).scalar():
+        return jid
+    known = [f"{i} ({c})" for i, c in conn.execute(
+        text("SELECT id, code FROM jurisdictions ORDER BY id")).all()]
+    raise InvalidInput(f"unknown jurisdiction_id {jid!r}; jurisdictions are: "
+                       f"{_listing(known) or '(none loaded)'}", field="jurisdiction_id")
+
+
 def check_k(k: int, settings: DispatchSettings) -> None:
     if not 1 <= k <= settings.max_k:
         raise InvalidInput(f"k must be between 1 and {settings.max_k}, got {k}", field="k")
@@ -166,6 +184,48 @@ def _responder_row(row: Any, *, stale_before: datetime) -> dict[str, Any]:
     at = out.get("position_at")
     out["stale"] = bool(at is not None and at < stale_before)
     return out
+
+
+def foreign_responders(conn: Connection, principal: Principal, responder_ids: Iterable[int]
+                       ) -> dict[int, str | None]:
+    """The responders among ``responder_ids`` outside a department-scoped principal's
+    department, as id → their department code (None: no department). Empty for accounts
+    without a department restriction; unknown ids are not listed (they are a 404 elsewhere)."""
+    ids = sorted(set(responder_ids))
+    if principal.department_id is None or not ids:
+        return {}
+    rows = conn.execute(
+        text("SELECT r.id, d.code FROM responders r LEFT JOIN departments d"
+             " ON d.id = r.department_id WHERE r.id = ANY(CAST(:ids AS bigint[]))"
+             " AND r.department_id IS DISTINCT FROM :dept"),
+        {"ids": ids, "dept": principal.department_id}).all()
+    return {int(i): (str(c) if c is not None else None) for i, c in rows}
+
+
+def _foreign_reason(principal: Principal, responder_id: int, department: str | None) -> str:
+    theirs = f"department {department}" if department else "no department"
+    return (f"responder {responder_id} belongs to {theirs}; your account works only with"
+            f" responders of department {principal.department_code}")
+
+
+def check_responder_scope(conn: Connection, principal: Principal, responder_id: int) -> None:
+    """403 naming the responder when it is outside a department-scoped principal's
+    department (an unknown responder passes: the caller answers 404 for it)."""
+    foreign = foreign_responders(conn, principal, [responder_id])
+    if responder_id in foreign:
+        raise Forbidden(_foreign_reason(principal, responder_id, foreign[responder_id]),
+                        field="id")
+
+
+def check_department_scope(principal: Principal, department: str | None) -> None:
+    """403 when a department-scoped principal gives a responder another department (or
+    none: the responder would leave its scope)."""
+    if principal.department_id is None or department == principal.department_code:
+        return
+    given = f"department {department!r}" if department else "no department"
+    raise Forbidden(f"your account may not give a responder {given}: it works only with"
+                    f" responders of department {principal.department_code}",
+                    field="department")
 
 
 def get_responder(conn: Connection, responder_id: int, *,
@@ -239,7 +299,8 @@ def create_responder(
                            field="kind")
     if not name.strip():
         raise InvalidInput("name must not be empty", field="name")
-    jid = jurisdiction_id if jurisdiction_id is not None else default_jurisdiction(conn)
+    jid = check_jurisdiction_id(conn, jurisdiction_id) if jurisdiction_id is not None \
+        else default_jurisdiction(conn)
     rid = conn.execute(
         text("INSERT INTO responders (jurisdiction_id, name, kind, department_id, skills, status)"
              " VALUES (:j, :name, :kind, :dept, CAST(:skills AS text[]), :status) RETURNING id"),
@@ -377,9 +438,11 @@ def record_positions(
     *,
     settings: DispatchSettings,
     now: datetime | None = None,
+    principal: Principal | None = None,
 ) -> PositionsResult:
     """Record many position reports in one statement; bad or refused ones are listed, not
-    raised. Off-duty responders' reports are refused (their positions are not kept)."""
+    raised. Off-duty responders' reports are refused (their positions are not kept), and so
+    are reports for responders outside ``principal``'s department when it has one."""
     now = as_utc(now) or utcnow()
     if len(positions) > settings.max_batch:
         raise InvalidInput(f"at most {settings.max_batch} positions per request, "
@@ -395,6 +458,11 @@ def record_positions(
             continue
         if rid not in latest or latest[rid][2] < at:   # duplicates in a batch: newest wins
             latest[rid] = (lon, lat, at)
+    if latest and principal is not None:
+        for rid, dept in foreign_responders(conn, principal, latest).items():
+            result.rejected.append({"id": rid, "reason": _foreign_reason(principal, rid, dept),
+                                    "field": "id"})
+            del latest[rid]
     if latest:
         status: dict[int, str] = dict(conn.execute(  # type: ignore[arg-type]
             text("SELECT id, status FROM responders WHERE id = ANY(CAST(:ids AS bigint[]))"),
@@ -421,9 +489,13 @@ def record_positions(
 
 
 def record_position(conn: Connection, position: PositionIn, *, settings: DispatchSettings,
-                    now: datetime | None = None) -> dict[str, Any]:
-    """One report; raises 422/404/409-style errors instead of listing them."""
+                    now: datetime | None = None, principal: Principal | None = None
+                    ) -> dict[str, Any]:
+    """One report; raises 403/422/404/409-style errors instead of listing them (403: the
+    responder is outside ``principal``'s department)."""
     now = as_utc(now) or utcnow()
+    if principal is not None:
+        check_responder_scope(conn, principal, position.id)
     _validate_position(position, now=now, settings=settings)  # raises with the field named
     result = record_positions(conn, [position], settings=settings, now=now)
     if result.rejected:
@@ -456,12 +528,18 @@ def prune_positions(conn: Connection, *, settings: DispatchSettings,
     return int(old or 0) + int(over or 0)
 
 
-def position_history(conn: Connection, responder_id: int, *, limit: int = 1000
-                     ) -> list[dict[str, Any]]:
+def position_history(conn: Connection, responder_id: int, *, settings: DispatchSettings,
+                     limit: int = 1000, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The responder's history within ``retention_h`` of ``now``, newest first. Points older
+    than that are deleted only when the responder reports again (or by
+    :func:`prune_positions`), so they are filtered here too: never shown past retention."""
+    now = as_utc(now) or utcnow()
     rows = conn.execute(
         text("SELECT recorded_at, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM responder_positions"
-             " WHERE responder_id = :id ORDER BY recorded_at DESC LIMIT :limit"),
-        {"id": responder_id, "limit": limit},
+             " WHERE responder_id = :id AND recorded_at >= :cutoff"
+             " ORDER BY recorded_at DESC LIMIT :limit"),
+        {"id": responder_id, "limit": limit,
+         "cutoff": now - timedelta(hours=settings.retention_h)},
     ).mappings()
     return [dict(r) for r in rows]
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from api.deps import ConnDep
+from api.schemas import utc
 from api.security import require
 from gis import audit
 from gis.auth import Principal
@@ -26,9 +27,9 @@ def list_audit(
     since: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=audit.PAGE_MAX)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> dict:
     """Administrative actions, newest first: account changes, case configuration, KPI
     targets, plan publication (docs/operations.md)."""
-    return audit.list_entries(conn, actor=actor, action=action, since=since, until=until,
-                              limit=limit, offset=offset)
+    return audit.list_entries(conn, actor=actor, action=action, since=utc(since, "since"),
+                              until=utc(until, "until"), limit=limit, offset=offset)

@@ -1,8 +1,11 @@
 """The planner workbench API: ``/api/plans`` (issue 7). Thin handlers over ``gis.planning``.
 
-Access: one pair of dependencies, ``ReadDep`` and ``WriteDep`` (below), built on
+Access: dependencies ``ReadDep`` and ``WriteDep`` (below), built on
 ``api.security.require``: planners and admins edit plans, analysts may read them. Swap them
-here to change who may plan. Every write commits before it answers (2xx means stored).
+here to change who may plan. ``PlanWriteDep`` adds the area scope to ``WriteDep`` for every
+route that changes an existing plan: its root must lie in the account's area scope, as
+``POST /api/plans`` requires of a new one. Every write commits before it answers (2xx means
+stored).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from shapely.geometry.base import BaseGeometry
 
 from api.deps import ConnDep, commit
 from api.security import require
+from gis import audit
 from gis.auth import Forbidden, Principal, area_in_scope
 from gis.errors import InvalidInput
 from gis.planning import autopartition, checks, files, plans, publish, store
@@ -28,6 +32,17 @@ router = APIRouter(prefix="/api/plans", tags=["plans"])
 ReadDep = Annotated[Principal, Depends(require("planner", "admin", "analyst",
                                                what="read plans"))]
 WriteDep = Annotated[Principal, Depends(require("planner", "admin", what="edit plans"))]
+
+
+def _plan_writer(conn: ConnDep, plan_id: int, principal: WriteDep) -> Principal:
+    """A planner or admin whose area scope holds the plan's root: an account edits only the
+    plans it could have created (403 naming the plan otherwise, 404 for an unknown plan).
+    Reading plans is not scoped."""
+    plans.check_scope(conn, principal, plan_id)
+    return principal
+
+
+PlanWriteDep = Annotated[Principal, Depends(_plan_writer)]
 
 Versions = dict[str, int]
 
@@ -149,7 +164,7 @@ def get_plan(conn: ConnDep, plan_id: int, _: ReadDep) -> dict:
 
 
 @router.delete("/{plan_id}")
-def discard_plan(conn: ConnDep, plan_id: int, _: WriteDep) -> dict:
+def discard_plan(conn: ConnDep, plan_id: int, _: PlanWriteDep) -> dict:
     out = plans.discard(conn, plan_id)
     commit(conn)
     return out
@@ -170,7 +185,7 @@ def plan_area(conn: ConnDep, plan_id: int, key: int, _: ReadDep) -> dict:
 
 
 @router.post("/{plan_id}/areas", status_code=201)
-def carve(conn: ConnDep, plan_id: int, body: CarveIn, principal: WriteDep) -> dict:
+def carve(conn: ConnDep, plan_id: int, body: CarveIn, principal: PlanWriteDep) -> dict:
     """Draw a new grid inside ``parent``: it takes its ground from the grids there."""
     out = plans.carve(conn, plan_id, body.parent, _geometry(body.geometry, "geometry"),
                       name=body.name, grid_type=body.grid_type, versions=body.versions,
@@ -181,7 +196,7 @@ def carve(conn: ConnDep, plan_id: int, body: CarveIn, principal: WriteDep) -> di
 
 @router.patch("/{plan_id}/areas/{key}")
 def patch_area(conn: ConnDep, plan_id: int, key: int, body: AreaPatch,
-               principal: WriteDep) -> dict:
+               principal: PlanWriteDep) -> dict:
     """Lock/unlock (locked grids are never changed by edits or the partition), rename."""
     out = plans.set_attributes(conn, plan_id, key, version=body.version, locked=body.locked,
                                name=body.name, grid_type=body.grid_type,
@@ -191,7 +206,8 @@ def patch_area(conn: ConnDep, plan_id: int, key: int, body: AreaPatch,
 
 
 @router.post("/{plan_id}/areas/{key}/reshape")
-def reshape(conn: ConnDep, plan_id: int, key: int, body: ReshapeIn, principal: WriteDep) -> dict:
+def reshape(conn: ConnDep, plan_id: int, key: int, body: ReshapeIn,
+            principal: PlanWriteDep) -> dict:
     """New outline for a grid; neighbours give or take the difference."""
     out = plans.reshape(conn, plan_id, key, _geometry(body.geometry, "geometry"),
                         version=body.version, snap_m=body.snap_m, actor_id=_actor(principal))
@@ -200,7 +216,8 @@ def reshape(conn: ConnDep, plan_id: int, key: int, body: ReshapeIn, principal: W
 
 
 @router.post("/{plan_id}/areas/{key}/split")
-def split(conn: ConnDep, plan_id: int, key: int, body: SplitIn, principal: WriteDep) -> dict:
+def split(conn: ConnDep, plan_id: int, key: int, body: SplitIn,
+          principal: PlanWriteDep) -> dict:
     """Cut a grid along a line drawn across it."""
     out = plans.split(conn, plan_id, key, _geometry(body.line, "line"), version=body.version,
                       actor_id=_actor(principal))
@@ -209,7 +226,8 @@ def split(conn: ConnDep, plan_id: int, key: int, body: SplitIn, principal: Write
 
 
 @router.post("/{plan_id}/areas/{key}/snap")
-def snap(conn: ConnDep, plan_id: int, key: int, body: SnapIn, principal: WriteDep) -> dict:
+def snap(conn: ConnDep, plan_id: int, key: int, body: SnapIn,
+         principal: PlanWriteDep) -> dict:
     """Move the grid's edges that run near a road onto the road."""
     out = plans.snap_to_roads(conn, plan_id, key, tolerance_m=body.tolerance_m,
                               version=body.version, actor_id=_actor(principal))
@@ -218,7 +236,7 @@ def snap(conn: ConnDep, plan_id: int, key: int, body: SnapIn, principal: WriteDe
 
 
 @router.post("/{plan_id}/merge")
-def merge(conn: ConnDep, plan_id: int, body: MergeIn, principal: WriteDep) -> dict:
+def merge(conn: ConnDep, plan_id: int, body: MergeIn, principal: PlanWriteDep) -> dict:
     out = plans.merge(conn, plan_id, body.keys, versions=body.versions,
                       actor_id=_actor(principal))
     commit(conn)
@@ -226,7 +244,7 @@ def merge(conn: ConnDep, plan_id: int, body: MergeIn, principal: WriteDep) -> di
 
 
 @router.post("/{plan_id}/move")
-def move(conn: ConnDep, plan_id: int, body: MoveIn, principal: WriteDep) -> dict:
+def move(conn: ConnDep, plan_id: int, body: MoveIn, principal: PlanWriteDep) -> dict:
     """Move buildings (by id) or road blocks (by a point inside each) into grid ``to``."""
     if bool(body.buildings) == bool(body.blocks):
         raise InvalidInput("give either buildings or blocks", field="buildings")
@@ -253,8 +271,16 @@ def blocks(conn: ConnDep, plan_id: int, parent: int, _: ReadDep) -> dict:
                           "properties": {"block": i}} for i, f in enumerate(faces)]}
 
 
+@router.get("/{plan_id}/buildings")
+def buildings(conn: ConnDep, plan_id: int, parent: int, _: ReadDep) -> dict:
+    """The buildings of an area of the plan (what "move buildings" moves) with their counts
+    and the key of the grid holding each now."""
+    return plans.buildings_in(conn, plan_id, parent)
+
+
 @router.post("/{plan_id}/undo")
-def undo(conn: ConnDep, plan_id: int, principal: WriteDep, body: UndoIn | None = None) -> dict:
+def undo(conn: ConnDep, plan_id: int, principal: PlanWriteDep,
+         body: UndoIn | None = None) -> dict:
     plan = store.get_plan(conn, plan_id, lock=True, draft=True)
     out = store.undo(conn, plan, expected_op=body.op if body else None)
     commit(conn)
@@ -262,7 +288,7 @@ def undo(conn: ConnDep, plan_id: int, principal: WriteDep, body: UndoIn | None =
 
 
 @router.post("/{plan_id}/redo")
-def redo(conn: ConnDep, plan_id: int, principal: WriteDep) -> dict:
+def redo(conn: ConnDep, plan_id: int, principal: PlanWriteDep) -> dict:
     plan = store.get_plan(conn, plan_id, lock=True, draft=True)
     out = store.redo(conn, plan)
     commit(conn)
@@ -286,7 +312,8 @@ def check(conn: ConnDep, plan_id: int, _: ReadDep,
 
 
 @router.post("/{plan_id}/partition")
-def partition(conn: ConnDep, plan_id: int, body: PartitionIn, principal: WriteDep) -> dict:
+def partition(conn: ConnDep, plan_id: int, body: PartitionIn,
+              principal: PlanWriteDep) -> dict:
     """Cut a community (or every community of a street) into grids near a target size."""
     plan = store.get_plan(conn, plan_id)
     if body.parent is not None:
@@ -316,9 +343,10 @@ def diff(conn: ConnDep, plan_id: int, _: ReadDep) -> dict:
 
 
 @router.post("/{plan_id}/publish")
-def publish_plan(conn: ConnDep, plan_id: int, principal: WriteDep) -> dict:
+def publish_plan(conn: ConnDep, plan_id: int, principal: PlanWriteDep) -> dict:
     """Publish as a new boundary version (atomic; 422 with the problems if checks fail)."""
     out = publish.publish(conn, plan_id, actor_id=_actor(principal))
+    audit.record(conn, principal, "plan.publish", target=plan_id, details=out)
     commit(conn)
     return out
 
@@ -339,7 +367,7 @@ def export(conn: ConnDep, plan_id: int, _: ReadDep,
 
 
 @router.post("/{plan_id}/import")
-def import_file(conn: ConnDep, plan_id: int, principal: WriteDep,
+def import_file(conn: ConnDep, plan_id: int, principal: PlanWriteDep,
                       file: Annotated[UploadFile, File(description=".geojson, .gpkg, or .zip"
                                                        " holding a Shapefile")],
                       layer: Annotated[str | None, Form()] = None,

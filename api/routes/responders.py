@@ -1,7 +1,10 @@
 """Responders: list, create, status, live positions (one and batch), nearest by line or road.
 
 Auth: responders and their positions are staff-only (roles below, via ``api/security.py``);
-the public gets 401, other roles 403.
+the public gets 401, other roles 403. Reading is not scoped (dispatch crosses lines); a
+department-scoped account changes, creates and reports positions only for its own department's
+responders (403 naming the responder; a batch lists the others as refused, like every other
+refused item).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from api.deps import ConnDep, commit
@@ -53,6 +56,9 @@ async def get_dispatch_settings(request: Request) -> DispatchSettings:
 
 SettingsDep = Annotated[DispatchSettings, Depends(get_dispatch_settings)]
 
+MAX_ID = 2**63 - 1  # responders.id is a bigint: larger ids are a 422, not a database error
+ResponderId = Annotated[int, Path(ge=1, le=MAX_ID, description="responder id")]
+
 
 class ResponderIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
@@ -60,7 +66,9 @@ class ResponderIn(BaseModel):
     department: str | None = Field(None, description="department code")
     skills: list[str] = Field(default_factory=list, max_length=50)
     status: str = "off"
-    jurisdiction_id: int | None = None
+    # strict: JSON `false` is not jurisdiction 0
+    jurisdiction_id: int | None = Field(None, strict=True, ge=1, le=2**31 - 1,
+                                        description="default: the first jurisdiction")
 
 
 class ResponderPatch(BaseModel):
@@ -78,7 +86,7 @@ class PositionBody(BaseModel):
 
 
 class BatchPosition(PositionBody):
-    id: int
+    id: int = Field(ge=1, le=MAX_ID)
 
 
 class BatchBody(BaseModel):
@@ -111,7 +119,13 @@ def list_responders(
 @router.post("/responders", status_code=201)
 def create_responder(conn: ConnDep, principal: ManageDep, settings: SettingsDep,
                      body: ResponderIn) -> dict:
-    row = dispatch.create_responder(conn, settings=settings, **body.model_dump())
+    """A new responder. A department-scoped account creates responders of its own department
+    (the default when ``department`` is omitted); another department is a 403."""
+    fields = body.model_dump()
+    if principal.department_id is not None and body.department is None:
+        fields["department"] = principal.department_code
+    dispatch.check_department_scope(principal, fields["department"])
+    row = dispatch.create_responder(conn, settings=settings, **fields)
     commit(conn)
     return _feature(row)
 
@@ -155,24 +169,30 @@ def point_param(lon: float, lat: float, crs_: str | None) -> tuple[float, float]
 def put_positions(conn: ConnDep, principal: PositionDep, settings: SettingsDep,
                   body: BatchBody) -> dict:
     """Many position reports at once (devices or a gateway). Refused items are listed with a
-    reason (unknown id, off duty, bad coordinates or time); the others are stored."""
+    reason (unknown id, off duty, another department's responder, bad coordinates or time);
+    the others are stored."""
     items = [PositionIn(id=p.id, lon=p.lon, lat=p.lat, crs=p.crs, recorded_at=p.recorded_at)
              for p in body.positions]
-    result = dispatch.record_positions(conn, items, settings=settings)
+    result = dispatch.record_positions(conn, items, settings=settings, principal=principal)
     commit(conn)
     return result.as_dict()
 
 
 @router.get("/responders/{responder_id}")
 def get_responder(conn: ConnDep, principal: ReadDep, settings: SettingsDep,
-                  responder_id: int) -> dict:
+                  responder_id: ResponderId) -> dict:
     return _feature(dispatch.get_responder(conn, responder_id, settings=settings))
 
 
 @router.patch("/responders/{responder_id}")
 def patch_responder(conn: ConnDep, principal: ManageDep, settings: SettingsDep,
-                    responder_id: int, body: ResponderPatch) -> dict:
-    """Change status (available, busy, off) and details. Off duty clears the position."""
+                    responder_id: ResponderId, body: ResponderPatch) -> dict:
+    """Change status (available, busy, off) and details. Off duty clears the position.
+    A department-scoped account changes only its department's responders, and keeps them
+    there (403 naming the responder or the department)."""
+    dispatch.check_responder_scope(conn, principal, responder_id)
+    if body.department is not None:
+        dispatch.check_department_scope(principal, body.department)
     row = dispatch.update_responder(conn, responder_id, settings=settings,
                                     **body.model_dump(exclude_unset=True))
     commit(conn)
@@ -181,11 +201,12 @@ def patch_responder(conn: ConnDep, principal: ManageDep, settings: SettingsDep,
 
 @router.put("/responders/{responder_id}/position")
 def put_position(conn: ConnDep, principal: PositionDep, settings: SettingsDep,
-                 responder_id: int, body: PositionBody) -> dict:
-    """One position report. 409 when the responder is off duty (positions are not kept)."""
+                 responder_id: ResponderId, body: PositionBody) -> dict:
+    """One position report. 409 when the responder is off duty (positions are not kept),
+    403 when it is another department's."""
     row = dispatch.record_position(
         conn, PositionIn(id=responder_id, lon=body.lon, lat=body.lat, crs=body.crs,
-                         recorded_at=body.recorded_at), settings=settings)
+                         recorded_at=body.recorded_at), settings=settings, principal=principal)
     commit(conn)
     moved, recorded = row.pop("moved"), row.pop("recorded")
     feature = _feature(row)
@@ -194,11 +215,12 @@ def put_position(conn: ConnDep, principal: PositionDep, settings: SettingsDep,
 
 
 @router.get("/responders/{responder_id}/positions")
-def get_positions(conn: ConnDep, principal: HistoryDep, settings: SettingsDep, responder_id: int,
+def get_positions(conn: ConnDep, principal: HistoryDep, settings: SettingsDep,
+                  responder_id: ResponderId,
                   limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict:
     """The responder's on-duty history (thinned, within retention), newest first."""
     dispatch.get_responder(conn, responder_id, settings=settings)  # 404 when unknown
-    rows = dispatch.position_history(conn, responder_id, limit=limit)
+    rows = dispatch.position_history(conn, responder_id, settings=settings, limit=limit)
     for r in rows:
         r["geometry"] = f'{{"type":"Point","coordinates":[{r.pop("lon")},{r.pop("lat")}]}}'
     return feature_collection(rows, id_key="recorded_at", drop=())

@@ -23,6 +23,7 @@ import pyogrio
 import shapely
 from sqlalchemy import Connection
 
+from gis import media
 from gis.crs import WGS84
 from gis.errors import InvalidInput
 from gis.io.checks import Report, invalid_reason, jurisdiction_extent, reproject, resolve_source_crs
@@ -228,12 +229,14 @@ def import_plan(conn: Connection, plan_id: int, path: Path, *, layer: str | None
 
 
 def save_upload(data: bytes, filename: str, folder: Path) -> Path:
-    """Write uploaded bytes under their (sanitised) name; the suffix tells the format."""
+    """Write uploaded bytes under their (sanitised) name; the suffix tells the format and the
+    content must match it (``gis.media.check_geodata``: 415 for a program renamed .gpkg)."""
     name = Path(filename or "upload").name
     suffix = Path(name).suffix.lower()
     if suffix not in (".geojson", ".json", ".gpkg", ".zip", ".shp"):
         raise InvalidInput(f"upload a .geojson, .gpkg or a zipped Shapefile (.zip), not"
                            f" {name!r}", field="file")
+    media.check_geodata(data, name)
     path = folder / f"upload{suffix}"
     path.write_bytes(data)
     return path

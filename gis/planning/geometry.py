@@ -86,11 +86,26 @@ def check_polygon(geom: BaseGeometry | None, *, field: str = "geometry") -> Base
 
 
 def check_line(geom: BaseGeometry | None, *, field: str = "line") -> BaseGeometry:
+    """A non-empty line with finite coordinates and some length; 422 naming the problem.
+
+    >>> from shapely.geometry import LineString
+    >>> check_line(LineString([(0, 0), (float("inf"), 1)]))
+    Traceback (most recent call last):
+    ...
+    gis.errors.InvalidInput: the line has a coordinate that is not a finite number: (inf, 1)
+    """
     if geom is None or geom.is_empty:
         raise InvalidInput("the line is empty", field=field)
     if geom.geom_type not in ("LineString", "MultiLineString"):
         raise InvalidInput(f"a {geom.geom_type} is not a line: send a LineString", field=field)
     geom = shapely.force_2d(geom)
+    # GEOS fails on NaN and infinities (GEOSException) in every predicate the edit runs.
+    coords = shapely.get_coordinates(geom)
+    bad = ~np.isfinite(coords).all(axis=1)
+    if bad.any():
+        x, y = coords[int(np.argmax(bad))]
+        raise InvalidInput(f"the line has a coordinate that is not a finite number: ({x:g}, {y:g})",
+                           field=field)
     if geom.length == 0:
         raise InvalidInput("the line has no length", field=field)
     return geom

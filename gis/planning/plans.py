@@ -18,6 +18,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, text
 
+from gis.auth import Forbidden, Principal, area_in_scope
 from gis.errors import InvalidInput, NotFound
 from gis.planning import geometry as pg
 from gis.planning import store
@@ -93,6 +94,25 @@ def list_plans(conn: Connection, *, status: str | None = None) -> list[dict[str,
         {"s": status}).mappings()
     return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
             for r in rows]
+
+
+def check_scope(conn: Connection, principal: Principal, plan_id: int) -> None:
+    """Refuse (403) a principal whose area scope does not hold the plan's root area: an
+    account edits only plans it could have created. Unknown plan: 404.
+
+    A plan of the whole jurisdiction (no root) is inside no area scope. Scope is checked
+    with ``gis.auth.area_in_scope``, so any boundary version of the scope's codes counts.
+    """
+    row = conn.execute(text(
+        "SELECT p.root_area_id, a.code FROM plans p LEFT JOIN areas a ON a.id = p.root_area_id"
+        " WHERE p.id = :p"), {"p": plan_id}).first()
+    if row is None:
+        raise NotFound(f"no plan {plan_id}", field="plan")
+    if not principal.scope_area_ids or area_in_scope(conn, principal, row[0]):
+        return
+    root = row[1] or "the whole jurisdiction"
+    raise Forbidden(f"plan {plan_id} covers {root}, outside your scope"
+                    f" ({principal.describe_scope()})", field="plan")
 
 
 def discard(conn: Connection, plan_id: int) -> dict[str, Any]:

@@ -116,3 +116,18 @@ def test_cli_user_commands_are_recorded_as_the_cli(conn: Connection, monkeypatch
     assert [(r.actor_role, r.action) for r in rows] == [("cli", "user.create"),
                                                         ("cli", "user.revoke")]
     assert all(r.actor_name.startswith("cli") for r in rows)
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"since": "1270-07-30T17:50:02.8-21:03"}, None),  # offset PostgreSQL refuses: converted
+    ({"offset": str(10**30)}, "offset"),
+])
+def test_odd_audit_parameters_are_answered_not_500(client: TestClient, conn: Connection,
+                                                   params: dict[str, str],
+                                                   field: str | None) -> None:
+    _, token = account(conn, "admin")
+    r = client.get("/api/audit", params=params, headers={"Authorization": f"Bearer {token}"})
+    if field is None:
+        assert r.status_code == 200
+    else:
+        assert r.status_code == 422 and r.json()["field"] == field

@@ -180,6 +180,13 @@ def test_import_of_a_broken_file_lists_the_problems(client, planner, plan):
     assert {"self_intersection", "not_polygon"} <= kinds
 
 
+def test_import_checks_the_content_not_just_the_file_name(client, planner, plan):
+    """A program renamed .gpkg is refused before GDAL ever opens it."""
+    r = client.post(f"/api/plans/{plan['id']}/import", headers=planner,
+                    files={"file": ("plan.gpkg", io.BytesIO(b"MZ\x90\x00" + b"\x00" * 200))})
+    assert r.status_code == 415 and "gpkg" in r.text.lower()
+
+
 def test_buildings_of_an_area_carry_counts_and_their_grid(client, planner, plan):
     features = grids(client, planner, plan)
     root = client.get(f"/api/plans/{plan['id']}/areas", params={"level": 2},
@@ -226,3 +233,39 @@ def test_too_many_buildings_is_422_asking_for_a_smaller_area(client, planner, pl
                    headers=planner)
     assert r.status_code == 422
     assert r.json()["field"] == "parent" and "more than 3 buildings" in r.json()["detail"]
+
+
+# --- area scope --------------------------------------------------------------------------------
+
+def scoped(conn, street: str) -> dict[str, str]:
+    _, token = account(conn, "planner", areas=(street,))
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_edits_of_a_plan_rooted_outside_the_scope_are_403_naming_the_plan(client, conn, plan):
+    outsider = scoped(conn, "910101002")  # another street
+    g = grids(client, outsider, plan)[0]  # reading is not scoped
+    pid = plan["id"]
+    refused = [
+        client.post(f"/api/plans/{pid}/areas/{g['id']}/split", json={"line": crossing(g)},
+                    headers=outsider),
+        client.patch(f"/api/plans/{pid}/areas/{g['id']}", json={"locked": True},
+                     headers=outsider),
+        client.post(f"/api/plans/{pid}/publish", headers=outsider),
+        client.delete(f"/api/plans/{pid}", headers=outsider),
+    ]
+    for r in refused:
+        assert r.status_code == 403, r.text
+        assert r.json()["field"] == "plan" and f"plan {pid} covers {COMMUNITY}" in r.json()[
+            "detail"]
+    assert len(grids(client, outsider, plan)) == 3
+    assert client.get(f"/api/plans/{pid}", headers=outsider).json()["status"] == "draft"
+
+
+def test_edits_inside_the_scope_pass_and_unknown_plans_stay_404(client, conn, plan):
+    insider = scoped(conn, COMMUNITY[:9])  # the community's street
+    g = grids(client, insider, plan)[0]
+    r = client.post(f"/api/plans/{plan['id']}/areas/{g['id']}/split",
+                    json={"line": crossing(g)}, headers=insider)
+    assert r.status_code == 200, r.text
+    assert client.post("/api/plans/987654321/undo", headers=insider).status_code == 404

@@ -178,6 +178,91 @@ def test_malformed_batch_is_422(client, conn, town) -> None:
     assert r.status_code == 422 and r.json()["field"].startswith("positions.0")
 
 
+# --- department scope and odd ids -------------------------------------------------------------
+
+
+def as_role(conn: Connection, role: str, department: str) -> dict[str, str]:
+    _, token = account(conn, role, department=department)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_department_scoped_account_cannot_change_or_move_another_departments_responder(
+        client, conn, town) -> None:
+    fire = add_responder(conn, town.jurisdiction_id, "fire crew", town.at["b1"],
+                         department="FIRE")
+    sanitation = as_role(conn, "dispatcher", "SANITATION")
+    body = {"lon": town.at["b2"][0], "lat": town.at["b2"][1]}
+    for r in (client.patch(f"/api/responders/{fire}", json={"status": "busy"},
+                           headers=sanitation),
+              client.put(f"/api/responders/{fire}/position", json=body, headers=sanitation)):
+        assert r.status_code == 403, r.text
+        assert r.json()["field"] == "id"
+        assert f"responder {fire} belongs to department FIRE" in r.json()["detail"]
+    row = client.get(f"/api/responders/{fire}").json()  # reading is not scoped
+    assert row["properties"]["status"] == "available"
+    assert row["geometry"]["coordinates"] == list(town.at["b1"])
+
+
+def test_a_department_scoped_account_keeps_its_responders_in_its_department(
+        client, conn, town) -> None:
+    own = add_responder(conn, town.jurisdiction_id, "own", town.at["b1"], department="FIRE")
+    fire = as_role(conn, "dispatcher", "FIRE")
+    assert client.patch(f"/api/responders/{own}", json={"status": "busy"},
+                        headers=fire).status_code == 200
+    r = client.patch(f"/api/responders/{own}", json={"department": "SANITATION"}, headers=fire)
+    assert (r.status_code, r.json()["field"]) == (403, "department")
+    r = client.post("/api/responders", json={"name": "n", "department": "SANITATION"},
+                    headers=fire)
+    assert (r.status_code, r.json()["field"]) == (403, "department")
+    r = client.post("/api/responders", json={"name": "n"}, headers=fire)
+    assert r.status_code == 201 and r.json()["properties"]["department"] == "FIRE"
+
+
+def test_batch_refuses_another_departments_responder_per_item(client, conn, town) -> None:
+    own = add_responder(conn, town.jurisdiction_id, "own", None, department="FIRE")
+    other = add_responder(conn, town.jurisdiction_id, "other", None, department="SANITATION")
+    loose = add_responder(conn, town.jurisdiction_id, "loose", None)
+    at = {"lon": town.at["b1"][0], "lat": town.at["b1"][1]}
+    r = client.put("/api/responders/positions", headers=as_role(conn, "handler", "FIRE"),
+                   json={"positions": [{"id": i, **at} for i in (own, other, loose)]})
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 1
+    refused = {x["id"]: x for x in r.json()["rejected"]}
+    assert set(refused) == {other, loose}
+    assert "belongs to department SANITATION" in refused[other]["reason"]
+    assert "belongs to no department" in refused[loose]["reason"]
+    assert client.get(f"/api/responders/{other}").json()["geometry"] is None
+    assert client.get(f"/api/responders/{other}/positions").json()["features"] == []
+
+
+@pytest.mark.parametrize("jid", [False, True, 0, -1, "1", 987654321, 2**40])
+def test_new_responder_in_an_unknown_jurisdiction_is_422_naming_it(client, town, jid) -> None:
+    r = client.post("/api/responders", json={"name": "n", "jurisdiction_id": jid})
+    assert (r.status_code, r.json()["field"]) == (422, "jurisdiction_id"), r.text
+
+
+def test_new_responder_in_a_known_jurisdiction(client, town) -> None:
+    jid = town.jurisdiction_id
+    r = client.post("/api/responders", json={"name": "n", "jurisdiction_id": jid})
+    assert r.status_code == 201 and r.json()["properties"]["jurisdiction_id"] == jid
+
+
+@pytest.mark.parametrize("rid", [10**22, 2**63, 0, -(10**22)])
+@pytest.mark.parametrize(("method", "suffix", "body"), [
+    ("GET", "", None), ("PATCH", "", {"status": "busy"}),
+    ("PUT", "/position", {"lon": 24.94, "lat": 60.17}), ("GET", "/positions", None),
+])
+def test_responder_ids_outside_bigint_are_422(client, rid, method, suffix, body) -> None:
+    r = client.request(method, f"/api/responders/{rid}{suffix}", json=body)
+    assert (r.status_code, r.json()["field"]) == (422, "responder_id"), r.text
+
+
+def test_batch_ids_outside_bigint_are_422(client) -> None:
+    r = client.put("/api/responders/positions",
+                   json={"positions": [{"id": 10**22, "lon": 24.94, "lat": 60.17}]})
+    assert (r.status_code, r.json()["field"]) == (422, "positions.0.id")
+
+
 # --- facilities -------------------------------------------------------------------------------
 
 

@@ -232,7 +232,7 @@ def test_history_is_thinned_and_older_reports_do_not_move_the_responder(
         when = now - timedelta(seconds=3 * gap - dt)
         dispatch.record_positions(conn, [PositionIn(rid, *town.at[at], recorded_at=when)],
                                   settings=SETTINGS, now=now)
-    history = dispatch.position_history(conn, rid)
+    history = dispatch.position_history(conn, rid, settings=SETTINGS, now=now)
     assert len(history) == 2                         # b2 and b4 were within the gap of others
     row = dispatch.get_responder(conn, rid, settings=SETTINGS)
     assert (row["lon"], row["lat"]) == pytest.approx(town.at["b3"])   # newest report wins
@@ -264,3 +264,38 @@ def test_future_and_too_old_reports_are_refused(conn: Connection, town: Town) ->
             dispatch.record_position(conn, PositionIn(
                 rid, *town.at["b1"], recorded_at=datetime.now(UTC) + delta), settings=SETTINGS)
         assert err.value.field == "recorded_at"
+
+
+def test_position_history_never_returns_points_beyond_retention(
+        conn: Connection, town: Town) -> None:
+    rid = add_responder(conn, town.jurisdiction_id, "r", None)
+    now = datetime.now(UTC)
+    for hours, at in ((SETTINGS.retention_h + 1, "b1"), (1, "b2")):
+        conn.execute(text("INSERT INTO responder_positions (responder_id, recorded_at, geom)"
+                          " VALUES (:r, :t, ST_SetSRID(ST_MakePoint(:x, :y), 4326))"),
+                     {"r": rid, "t": now - timedelta(hours=hours), "x": town.at[at][0],
+                      "y": town.at[at][1]})
+    history = dispatch.position_history(conn, rid, settings=SETTINGS, now=now)
+    assert [(h["lon"], h["lat"]) for h in history] == [pytest.approx(town.at["b2"])]
+
+
+def test_a_department_scoped_account_reports_only_its_departments_responders(
+        conn: Connection, town: Town) -> None:
+    from gis.auth import Forbidden
+    from tests.factories import account
+
+    own = add_responder(conn, town.jurisdiction_id, "own", None, department="FIRE")
+    other = add_responder(conn, town.jurisdiction_id, "other", None, department="SANITATION")
+    fire, _ = account(conn, "handler", department="FIRE")
+    unscoped, _ = account(conn, "dispatcher")
+    assert dispatch.foreign_responders(conn, fire, [own, other, 999_999_999]) == {
+        other: "SANITATION"}
+    assert dispatch.foreign_responders(conn, unscoped, [own, other]) == {}
+    result = dispatch.record_positions(conn, [PositionIn(own, *town.at["b1"]),
+                                              PositionIn(other, *town.at["b1"])],
+                                       settings=SETTINGS, principal=fire)
+    assert result.accepted == 1 and [r["id"] for r in result.rejected] == [other]
+    with pytest.raises(Forbidden, match=f"responder {other} belongs to department SANITATION"):
+        dispatch.record_position(conn, PositionIn(other, *town.at["b2"]), settings=SETTINGS,
+                                 principal=fire)
+    assert dispatch.get_responder(conn, other, settings=SETTINGS)["lon"] is None

@@ -70,6 +70,15 @@ def test_split_line_that_does_not_cross_is_422_with_where(conn, plan):
         plans.split(conn, plan.id, g.key, far)
 
 
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_split_line_with_a_non_finite_coordinate_is_422_naming_it(conn, plan, bad):
+    g = grids(conn, plan)[0]
+    line = LineString([(0.0, 61.0), (bad, 0.0)])
+    with pytest.raises(InvalidInput, match="not a finite number") as err:
+        plans.split(conn, plan.id, g.key, line)
+    assert err.value.field == "line" and str(bad) in err.value.detail
+
+
 def test_merge_adjacent_grids_keeps_the_smaller_code(conn, plan):
     a, b, c = grids(conn, plan)
     pair = next((x, y) for x, y in ((a, b), (b, c), (a, c))
@@ -244,3 +253,33 @@ def test_snap_with_no_road_near_is_422(conn, plan):
     a = grids(conn, plan)[0]
     with pytest.raises(InvalidInput, match="tolerance_m"):
         plans.snap_to_roads(conn, plan.id, a.key, tolerance_m=500)
+
+
+# --- scope -----------------------------------------------------------------------------------
+
+OTHER_STREET = "910101002"  # a street that does not hold COMMUNITY
+
+
+def test_check_scope_admits_accounts_whose_area_holds_the_plans_root(conn, plan):
+    from tests.factories import account
+
+    inside, _ = account(conn, "planner", areas=(COMMUNITY[:9],))
+    unscoped, _ = account(conn, "planner")
+    plans.check_scope(conn, inside, plan.id)
+    plans.check_scope(conn, unscoped, plan.id)
+
+
+def test_check_scope_refuses_a_plan_rooted_outside_the_area_scope(conn, plan):
+    from gis.auth import Forbidden
+    from gis.errors import NotFound
+    from tests.factories import account
+
+    outside, _ = account(conn, "planner", areas=(OTHER_STREET,))
+    with pytest.raises(Forbidden, match=f"plan {plan.id} covers {COMMUNITY}, outside"):
+        plans.check_scope(conn, outside, plan.id)
+    whole = conn.execute(text("INSERT INTO plans (jurisdiction_id, name) VALUES (:j, 'whole')"
+                              " RETURNING id"), {"j": plan.jurisdiction_id}).scalar_one()
+    with pytest.raises(Forbidden, match="the whole jurisdiction"):
+        plans.check_scope(conn, outside, whole)
+    with pytest.raises(NotFound):
+        plans.check_scope(conn, outside, 987654321)

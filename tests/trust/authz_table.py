@@ -30,13 +30,15 @@ Policy decisions written down here (docs/cases.md, the route modules):
 - Plans: reading is not scoped; writing a plan whose root lies outside the planner's area scope
   is refused (403), as creating one is.
 - Responders: reading is not scoped (dispatch crosses lines); a department-scoped account may
-  change and report positions only for its own department's responders.
+  change and report positions only for its own department's responders (403; a batch of
+  positions lists another department's responders among its refused items, see
+  ``batch_rule``).
 - Non-public tile layers (responders) and their TileJSON (its bounds reveal where on-duty staff
   are) need a staff token.
 
-``known_bug`` marks cells where the code does not (yet) do what the table says, in files the
-trust work may not edit; the test reports them as expected failures and fails loudly once the
-code is fixed (remove the mark then).
+``known_bug`` marks cells where the code does not (yet) do what the table says; the test reports
+them as expected failures and fails loudly once the code is fixed (remove the mark then). None
+is marked at present.
 """
 
 from __future__ import annotations
@@ -157,20 +159,14 @@ def rate_rule(role: str, target: str) -> str:
     return D403
 
 
-def plan_write_bug(role: str, target: str) -> str | None:
-    if role in ("planner", "admin") and target == "out_area":
-        return ("api/routes/plans.py: edits of a plan rooted outside the account's area scope"
-                " are not refused (only POST /api/plans checks the scope)")
-    return None
-
-
-def responder_write_bug(*allowed: str) -> Callable[[str, str], str | None]:
-    def bug(role: str, target: str) -> str | None:
-        if target == "out_dept" and role in allowed:
-            return ("api/routes/responders.py / gis/dispatch.py: a department-scoped account"
-                    " may change or move another department's responder")
-        return None
-    return bug
+def batch_rule(role: str, target: str) -> str:
+    """Batch positions answer per item (as for unknown or off-duty ids): another department's
+    responder is listed as refused in a 200, not a 403 of the whole batch. That the item is
+    refused and not stored is asserted in tests/api/test_responders_api.py
+    (test_batch_refuses_another_departments_responder_per_item)."""
+    if role in RESPONDER_POSITION:
+        return ALLOW
+    return D401 if role == "public" else D403
 
 
 # --- request builders -----------------------------------------------------------------------
@@ -522,14 +518,11 @@ def _entries() -> list[Entry]:
               only("call_taker", "dispatcher", "supervisor", "analyst", "admin")),
         Entry("PATCH", "/api/responders/{responder_id}",
               responder(json={"status": "busy"}),
-              only(*RESPONDER_MANAGE, scoped=True), RESPONDER_TARGETS,
-              known_bug=responder_write_bug(*RESPONDER_MANAGE)),
+              only(*RESPONDER_MANAGE, scoped=True), RESPONDER_TARGETS),
         Entry("PUT", "/api/responders/{responder_id}/position", put_position,
-              only(*RESPONDER_POSITION, scoped=True), RESPONDER_TARGETS,
-              known_bug=responder_write_bug(*RESPONDER_POSITION)),
-        Entry("PUT", "/api/responders/positions", put_positions,
-              only(*RESPONDER_POSITION, scoped=True), RESPONDER_TARGETS,
-              known_bug=responder_write_bug(*RESPONDER_POSITION)),
+              only(*RESPONDER_POSITION, scoped=True), RESPONDER_TARGETS),
+        Entry("PUT", "/api/responders/positions", put_positions, batch_rule,
+              RESPONDER_TARGETS),
         Entry("GET", "/api/responders/{responder_id}/positions", responder("/positions"),
               only("dispatcher", "supervisor", "admin")),
         Entry("GET", "/api/facilities", get("/api/facilities", limit=5), anyone()),
@@ -539,9 +532,7 @@ def _entries() -> list[Entry]:
         # analysis
         Entry("GET", "/api/kpis", get("/api/kpis", level="street", period="2026"), anyone()),
         Entry("GET", "/api/kpis", get("/api/kpis", by="responder", period="2026"),
-              # 403 also for the public (tests/api/test_analysis_api.py asserts it), where
-              # every other route answers 401 "send a token": see the trust report.
-              only("analyst", "supervisor", "dispatcher", "admin", public=D403),
+              only("analyst", "supervisor", "dispatcher", "admin"),
               variant="by responder"),
         Entry("GET", "/api/kpis/series", get("/api/kpis/series", period="2026"), anyone()),
         Entry("GET", "/api/kpis/targets", get("/api/kpis/targets"), anyone()),
@@ -630,8 +621,7 @@ def _entries() -> list[Entry]:
         ("POST", "/api/plans/{plan_id}/import", plan_import, PASS),
     ]
     for method, path, build, ok in writes:
-        e.append(Entry(method, path, build, _plan_write(ok), PLAN_TARGETS,
-                       known_bug=plan_write_bug))
+        e.append(Entry(method, path, build, _plan_write(ok), PLAN_TARGETS))
     return e
 
 

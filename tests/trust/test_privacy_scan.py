@@ -243,6 +243,4 @@ def test_position_history_keeps_nothing_beyond_retention(
     r = mclient.get(f"/api/responders/{planted['responder']}/positions",
                     headers=world.headers("dispatcher"))
     assert r.status_code == 200
-    if planted["positions"][1].search(r.text):
-        pytest.xfail("gis/dispatch.py position_history returns points older than retention_h"
-                     " (they are pruned only when the responder reports a new position)")
+    assert not planted["positions"][1].search(r.text), "a point older than retention_h"
