@@ -8,35 +8,77 @@ answers 403 naming what is missing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep
-from gis.auth import Forbidden, Principal, Unauthorized, authenticate, require_role
+from gis.auth import PUBLIC, Forbidden, Principal, Unauthorized, authenticate, require_role
 from gis.media import MediaTooLarge, UnsupportedMedia
 
 
-def get_principal(request: Request, conn: ConnDep) -> Principal:
+def _bearer(request: Request) -> str | None:
+    """The bearer token of the request (None: no Authorization header, the public)."""
     header = request.headers.get("authorization")
     if header is None:
-        return authenticate(conn, None)
+        return None
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("the Authorization header must be `Bearer <token>`",
                            field="Authorization")
-    return authenticate(conn, token.strip())
+    return token.strip()
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+def remember_principal(request: Request, token: str, principal: Principal) -> None:
+    """Record that ``token`` was just authenticated as ``principal`` for this request, so
+    ``get_principal`` does not look it up again (the intake rate limiter runs first).
+
+    Only for a principal ``gis.auth.authenticate`` returned during this request: one from a
+    cache could be revoked by now.
+    """
+    request.state.authenticated = (token, principal)
 
 
-def require(*roles: str, what: str = "use this endpoint") -> Callable[[Principal], Principal]:
+def _remembered(request: Request, token: str) -> Principal | None:
+    known = getattr(request.state, "authenticated", None)
+    if known is not None and known[0] == token:
+        return known[1]
+    return None
+
+
+def get_principal(request: Request, conn: ConnDep) -> Principal:
+    """The caller: the public without an Authorization header, else its bearer token's account
+    (401 for a malformed header or an unknown, expired or revoked token)."""
+    token = _bearer(request)
+    if token is None:
+        return PUBLIC
+    return _remembered(request, token) or authenticate(conn, token)
+
+
+async def principal_dep(request: Request, conn: ConnDep) -> Principal:
+    """``get_principal`` as a dependency. On the event loop: the public and a principal the
+    rate limiter already authenticated cost no hop to the thread pool; a token lookup (a
+    database query) runs in the pool."""
+    token = _bearer(request)
+    if token is None:
+        return PUBLIC
+    known = _remembered(request, token)
+    if known is not None:
+        return known
+    return await run_in_threadpool(authenticate, conn, token)
+
+
+PrincipalDep = Annotated[Principal, Depends(principal_dep)]
+
+
+def require(*roles: str, what: str = "use this endpoint"
+            ) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that admits only ``roles`` (401 for the public, 403 for other roles)."""
 
-    def dependency(principal: PrincipalDep) -> Principal:
+    async def dependency(principal: PrincipalDep) -> Principal:  # no I/O: on the event loop
         require_role(principal, roles, what)
         return principal
 

@@ -50,12 +50,14 @@ P99_TARGET_MS = 25.0
 def in_process(db: str, grids: int, seed: int, n: int) -> dict[str, Any]:
     """The peer: ``gis.intake.create_case`` + commit, one connection, no HTTP, n reports."""
     from gis.auth import PUBLIC, authenticate
+    from gis.calendar import CalendarSettings
     from gis.caseconfig import CaseSettings
     from gis.intake import Report, create_case
 
     city = ensure_city(db, grids=grids, seed=seed)
     fx = prepare(city, seed=seed + 16)
-    settings = CaseSettings()
+    settings = CaseSettings()  # built once, as the app does (api.deps.CaseConfig)
+    calendar_settings = CalendarSettings()
     lat: list[float] = []
     try:
         with city.engine.connect() as conn:
@@ -71,7 +73,7 @@ def in_process(db: str, grids: int, seed: int, n: int) -> dict[str, Any]:
                                 idempotency_key=f"{KEY_PREFIX}{fx.run}-{i}")
                 t0 = time.perf_counter()
                 create_case(conn, report, principal=PUBLIC if public else staff,
-                            settings=settings)
+                            settings=settings, calendar_settings=calendar_settings)
                 conn.commit()
                 lat.append(time.perf_counter() - t0)
     finally:

@@ -15,14 +15,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from api.deps import ConnDep, commit
+from api.deps import CaseConfig, CaseConfigDep, ConnDep, case_config, commit
 from api.schemas import feature_collection, parse_bbox, utc
 from api.security import PrincipalDep, require
 from gis import bulk, casequery, intake, lifecycle, media
 from gis.auth import CONTACT_ROLES, Forbidden, Principal, Unauthorized
-from gis.caseconfig import INTAKE_CHANNELS, CaseSettings
+from gis.caseconfig import INTAKE_CHANNELS
 from gis.errors import InvalidInput
-from gis.settings import DatabaseSettings
 
 router = APIRouter(prefix="/api", tags=["cases"])
 
@@ -132,7 +131,7 @@ class Parsed:
 async def parse_body(request: Request) -> Parsed:
     """JSON (``application/json``) or ``multipart/form-data`` with photos; 4xx naming the
     problem for malformed or oversized bodies."""
-    settings = media.MediaSettings()
+    settings = case_config(request).media
     length = _content_length(request)
     if not _is_multipart(request):
         if length > MAX_JSON_BYTES:
@@ -163,14 +162,23 @@ async def parse_body(request: Request) -> Parsed:
 BodyDep = Annotated[Parsed, Depends(parse_body)]
 
 
-def _media_dir() -> Any:
-    return media.media_dir(media.MediaSettings(), DatabaseSettings().data_dir)
+def _check_photos(uploads: list[media.Upload], config: CaseConfig) -> list[dict[str, Any]]:
+    return media.check_uploads(uploads, config.media) if uploads else []
 
 
-def _store_photos(uploads: list[media.Upload]) -> tuple[list[dict[str, Any]], list[Any]]:
-    refs = media.check_uploads(uploads, media.MediaSettings())
-    created = media.store(uploads, refs, _media_dir()) if uploads else []
-    return refs, created
+def _store_photos(uploads: list[media.Upload], refs: list[dict[str, Any]],
+                  config: CaseConfig) -> None:
+    """Write the photos of a request whose rows are written but not yet committed.
+
+    Files are only ever added here, never removed: a request that fails (or whose commit has
+    an unknown outcome) leaves at most unreferenced files, never a case that names a missing
+    one. Content-addressed files are shared: the same photo in two concurrent requests is one
+    file, so deleting "ours" after a failure could take another request's committed photo.
+    Stored after the statements, a request refused by intake (unknown category, outside every
+    grid, a bad key) writes no file at all; only a failed COMMIT can leave one behind.
+    """
+    if uploads:
+        media.store(uploads, refs, config.media_dir)
 
 
 # --- intake -------------------------------------------------------------------------------
@@ -194,6 +202,7 @@ def create_case(
     conn: ConnDep,
     principal: PrincipalDep,
     body: BodyDep,
+    config: CaseConfigDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
     """Report a problem. JSON, or multipart with up to 5 photos (JPEG/PNG/WebP, 5 MB each).
@@ -202,19 +211,19 @@ def create_case(
     creates a second one.
     """
     data: CaseIn = _model(CaseIn, body.fields)
-    refs, created = _store_photos(body.uploads)
+    refs = _check_photos(body.uploads, config)
     report = intake.Report(
         category=data.category, channel=data.channel, lon=data.lon, lat=data.lat,
         crs=data.crs, component_id=data.component_id, description=data.description,
         contact=data.contact.model_dump(exclude_none=True) if data.contact else None,
         media=refs, idempotency_key=idempotency_key,
     )
-    try:
-        result = intake.create_case(conn, report, principal=principal, settings=CaseSettings())
-        commit(conn)
-    except BaseException:
-        media.discard(created)
-        raise
+    result = intake.create_case(conn, report, principal=principal, settings=config.cases,
+                                calendar_settings=config.calendar)
+    # Also for a replay: the first request's photos are the same files (the fingerprint
+    # covers them); storing again restores any that went missing.
+    _store_photos(body.uploads, refs, config)
+    commit(conn)
     headers = {"Location": f"/api/cases/{result.body['id']}"}
     if not result.created:
         headers["Idempotent-Replayed"] = "true"
@@ -225,6 +234,7 @@ def create_case(
 @router.get("/cases/nearby")
 def nearby_cases(
     conn: ConnDep,
+    config: CaseConfigDep,
     lon: Annotated[float, Query()],
     lat: Annotated[float, Query()],
     category: Annotated[str | None, Query(max_length=16)] = None,
@@ -233,8 +243,8 @@ def nearby_cases(
 ) -> dict:
     """Open cases near a point (likely duplicates), public fields only, nearest first."""
     rows = casequery.nearby(conn, lon=lon, lat=lat, category=category, radius_m=radius_m,
-                            settings=CaseSettings(), limit=limit)
-    return {"cases": rows, "radius_m": radius_m or CaseSettings().nearby_radius_m}
+                            settings=config.cases, limit=limit)
+    return {"cases": rows, "radius_m": radius_m or config.cases.nearby_radius_m}
 
 
 @router.get("/cases/workflow")
@@ -258,6 +268,7 @@ def list_cases(
     request: Request,
     conn: ConnDep,
     principal: PrincipalDep,
+    config: CaseConfigDep,
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
     status: Annotated[str | None, Query(description="comma-separated statuses")] = None,
     area: Annotated[str | None, Query(description="area code: its whole subtree")] = None,
@@ -272,7 +283,7 @@ def list_cases(
     cursor: Annotated[str | None, Query()] = None,
 ) -> dict:
     """Cases as a GeoJSON FeatureCollection, newest first, paged (``links`` → ``next``)."""
-    settings = CaseSettings()
+    settings = config.cases
     size = min(limit or settings.page_default, settings.page_max)
     filters = casequery.CaseFilter(
         bbox=parse_bbox(bbox),
@@ -312,7 +323,7 @@ def case_summons(conn: ConnDep, principal: PrincipalDep, case_id: int) -> dict:
 
 
 @router.get("/cases/{case_id}/media/{sha256}")
-def case_media(conn: ConnDep, principal: PrincipalDep, case_id: int,
+def case_media(conn: ConnDep, principal: PrincipalDep, config: CaseConfigDep, case_id: int,
                sha256: str) -> FileResponse:
     """A photo of a case. The reporter's photos go where its contact goes: staff in scope whose
     role needs it and the reporter's own account; a handler's feedback photos (in the events)
@@ -336,7 +347,7 @@ def case_media(conn: ConnDep, principal: PrincipalDep, case_id: int,
                             f" in scope, not {principal.role}", field="role")
     if ref is None:
         raise InvalidInput(f"case {case_id} has no photo {sha256}", field="sha256")
-    return FileResponse(media.open_media(_media_dir(), sha256), media_type=ref["type"])
+    return FileResponse(media.open_media(config.media_dir, sha256), media_type=ref["type"])
 
 
 # --- lifecycle ----------------------------------------------------------------------------
@@ -346,22 +357,19 @@ def case_media(conn: ConnDep, principal: PrincipalDep, case_id: int,
     409: {"description": "illegal from the current state; names it and the allowed actions"},
 })
 def case_action(conn: ConnDep, principal: PrincipalDep, case_id: int,
-                body: BodyDep) -> dict:
+                body: BodyDep, config: CaseConfigDep) -> dict:
     """Apply one lifecycle action: accept, file, reject, redirect, dispatch, start, handle,
     verify, close, reopen, rate, summon, respond (JSON, or multipart for handle photos)."""
     data: ActionIn = _model(ActionIn, body.fields)
-    refs, created = _store_photos(body.uploads)
+    refs = _check_photos(body.uploads, config)
     req = lifecycle.ActionRequest(
         action=data.action, note=data.note, department=data.department,
         responder_id=data.responder_id, result=data.result, satisfaction=data.satisfaction,
         tracking_token=data.tracking_token, media=refs,
     )
-    try:
-        result = lifecycle.apply_action(conn, case_id, req, principal)
-        commit(conn)
-    except BaseException:
-        media.discard(created)
-        raise
+    result = lifecycle.apply_action(conn, case_id, req, principal)
+    _store_photos(body.uploads, refs, config)
+    commit(conn)
     case = result["case"]
     return {"case": _features([case])[0], "event": result["event"]}
 

@@ -212,3 +212,91 @@ def test_bad_list_filters_are_422_naming_the_field(client: TestClient, world: Ca
 
 def test_unknown_case_is_404(client: TestClient, world: CaseWorld) -> None:
     assert client.get("/api/cases/987654321").status_code == 404
+
+
+# --- photos and the commit's outcome -------------------------------------------------------
+
+def _photo_report(world: CaseWorld, **kw: Any) -> dict[str, Any]:
+    return {"data": {k: str(v) for k, v in body(world, **kw).items()},
+            "files": [("photos", ("a.png", PNG, "image/png"))]}
+
+
+def test_photo_stays_when_the_commit_outcome_is_unknown(
+        client: TestClient, world: CaseWorld, media_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    def lost(conn: Connection) -> None:  # the connection died while COMMIT was in flight
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr("api.routes.cases.commit", lost)
+    r = client.post("/api/cases", **_photo_report(world))
+    # The COMMIT may have reached the disk: the case may name the photo, so it is kept.
+    assert r.status_code == 503 and len(list(media_dir.iterdir())) == 1
+
+
+def test_refused_report_writes_no_photo_and_keeps_an_existing_one(
+        client: TestClient, world: CaseWorld, media_dir: Path) -> None:
+    refused = client.post("/api/cases", **_photo_report(world, category="X1"))
+    assert refused.status_code == 422 and list(media_dir.iterdir()) == []
+    stored = client.post("/api/cases", **_photo_report(world))
+    again = client.post("/api/cases", **_photo_report(world, category="X1"))
+    assert (stored.status_code, again.status_code) == (201, 422)
+    assert len(list(media_dir.iterdir())) == 1  # the stored case's photo is still there
+
+
+# --- per-app settings and per-request authentication ----------------------------------------
+
+def test_case_settings_are_read_once_per_app(client: TestClient, world: CaseWorld,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.deps import CaseConfig
+
+    built: list[CaseConfig] = []
+    real = CaseConfig.from_env
+
+    def counting() -> CaseConfig:
+        built.append(real())
+        return built[-1]
+
+    monkeypatch.setattr(CaseConfig, "from_env", staticmethod(counting))
+    for _ in range(3):
+        assert client.post("/api/cases", json=body(world)).status_code == 201
+    assert len(built) == 1 and client.app.state.case_config is built[0]  # type: ignore[attr-defined]
+
+
+def test_app_settings_can_be_overridden(client: TestClient, world: CaseWorld,
+                                        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from api.deps import CaseConfig
+
+    app = client.app
+    config = CaseConfig.from_env()
+    app.state.case_config = replace(  # type: ignore[attr-defined]
+        config, cases=config.cases.model_copy(update={"description_max_chars": 5}))
+    r = client.post("/api/cases", json=body(world, description="too long"))
+    assert r.status_code == 422 and r.json()["field"] == "description"
+
+
+def test_principal_authenticated_earlier_in_the_request_is_reused() -> None:
+    from starlette.requests import Request
+
+    from api.security import get_principal, remember_principal
+    from gis.auth import Principal
+
+    def request(token: str) -> Request:
+        return Request({"type": "http", "method": "POST", "path": "/api/cases",
+                        "headers": [(b"authorization", f"Bearer {token}".encode())]})
+
+    class NoDatabase:
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            raise LookupError("the token was looked up")
+
+    staff = Principal(role="dispatcher", user_id=7, name="d")
+    req = request("ggt_a")
+    remember_principal(req, "ggt_a", staff)
+    assert get_principal(req, NoDatabase()) is staff  # type: ignore[arg-type]
+    other = request("ggt_b")
+    remember_principal(other, "ggt_a", staff)
+    with pytest.raises(LookupError):  # another token than the one remembered: looked up
+        get_principal(other, NoDatabase())  # type: ignore[arg-type]

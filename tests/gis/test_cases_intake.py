@@ -14,7 +14,7 @@ from gis.auth import PUBLIC, Forbidden, Unauthorized
 from gis.calendar import set_days
 from gis.casequery import nearby
 from gis.errors import InvalidInput
-from gis.intake import Report, create_case
+from gis.intake import NEAR_LIMIT, Report, create_case
 from tests.factories import (
     STEP,
     CaseWorld,
@@ -163,6 +163,24 @@ def test_not_a_duplicate_when_far_other_category_or_old(conn: Connection, world:
     later = FRIDAY_4PM + timedelta(hours=hours_later)
     body = create_case(conn, Report(category=category, lon=lon + dlon, lat=lat), now=later).body
     assert body["duplicate_of"] is None
+
+
+@pytest.mark.parametrize("crowd", [NEAR_LIMIT - 2, NEAR_LIMIT])
+def test_duplicate_search_answers_the_same_in_a_crowded_spot(conn: Connection, world: CaseWorld,
+                                                             crowd: int) -> None:
+    # Below NEAR_LIMIT cases in the box the search filters the geometry index's rows; at it,
+    # the time-first plan takes over. Both must link the same case.
+    lon, lat = world.point(1, 1)
+    for i in range(crowd):
+        create_case(conn, Report(category=BARBECUE, lon=lon + i * 1e-6, lat=lat),
+                    now=FRIDAY_4PM - timedelta(hours=1))
+    first = create_case(conn, Report(category=GARBAGE, lon=lon + 0.0002, lat=lat),
+                        now=FRIDAY_4PM).body
+    again = create_case(conn, Report(category=GARBAGE, lon=lon + 0.0003, lat=lat),
+                        now=FRIDAY_4PM + timedelta(hours=1)).body
+    other = create_case(conn, Report(category=STREET_LIGHT, lon=lon, lat=lat),
+                        now=FRIDAY_4PM + timedelta(hours=1)).body
+    assert again["duplicate_of"] == first["id"] and other["duplicate_of"] is None
 
 
 def test_nearby_lists_open_cases_with_public_fields_only(conn: Connection,
