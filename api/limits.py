@@ -37,6 +37,7 @@ from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import Connection
 
 from api.deps import ConnDep
+from api.security import remember_principal
 from gis import open311 as gis_open311
 from gis.auth import Principal, Unauthorized, authenticate, hash_token
 from gis.settings import LimitSettings
@@ -113,11 +114,13 @@ def _classify(principal: Principal, address: str) -> Caller:
     return Caller(tier, f"user:{principal.user_id}")
 
 
-def _principal(conn: Connection, token: str | None) -> Principal:
+def _authenticated(conn: Connection, token: str) -> Principal | None:
+    """The token's principal, or None when it is unknown or revoked (the route itself then
+    answers 401/403; the limiter counts the caller as the public)."""
     try:
         return authenticate(conn, token)
     except Unauthorized:
-        return Principal()  # the route itself answers 401/403; count it as the public
+        return None
 
 
 async def _token(request: Request) -> str | None:
@@ -142,32 +145,40 @@ _principals_lock = threading.Lock()
 _PRINCIPAL_TTL_S = 30.0
 
 
-def _cached_principal(conn: Connection, token: str | None) -> Principal:
-    """Tier lookups are cached briefly so a burst of reports costs one token query."""
-    if token is None:
-        return Principal()
-    digest = hash_token(token)
-    now = time.monotonic()
+def _cached_principal(token: str) -> Principal | None:
+    """A principal looked up for the limiter less than 30 s ago (a burst of reports costs one
+    token query); checked on the event loop, no database."""
     with _principals_lock:
-        hit = _principals.get(digest)
-        if hit is not None and now - hit[0] < _PRINCIPAL_TTL_S:
-            return hit[1]
-    principal = _principal(conn, token)
+        hit = _principals.get(hash_token(token))
+    if hit is not None and time.monotonic() - hit[0] < _PRINCIPAL_TTL_S:
+        return hit[1]
+    return None
+
+
+def _remember(token: str, principal: Principal) -> None:
     with _principals_lock:
         if len(_principals) > 10_000:
             _principals.clear()
-        _principals[digest] = (now, principal)
-    return principal
+        _principals[hash_token(token)] = (time.monotonic(), principal)
 
 
 async def intake_limit(request: Request, conn: ConnDep) -> None:
     """Router dependency: counts intake POSTs, other routes of the router pass untouched."""
     limiter: IntakeLimiter | None = getattr(request.app.state, "intake_limiter", None)
-    if (limiter is None or request.method != "POST"
+    if (limiter is None or not limiter.settings.enabled or request.method != "POST"
             or not INTAKE_PATHS.match(request.url.path)):
         return
     token = await _token(request)
-    principal = await run_in_threadpool(_cached_principal, conn, token)
+    principal = Principal()
+    if token is not None:
+        cached = _cached_principal(token)
+        if cached is None:
+            fresh = await run_in_threadpool(_authenticated, conn, token)
+            cached = fresh or Principal()
+            _remember(token, cached)
+            if fresh is not None:  # authenticated just now: the route need not ask again
+                remember_principal(request, token, fresh)
+        principal = cached
     address = request.client.host if request.client else "unknown"
     limiter.check(_classify(principal, address), request.url.path)
 

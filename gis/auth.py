@@ -262,7 +262,7 @@ def get_user(conn: Connection, user_id: int) -> dict[str, Any]:
     raise NotFound(f"no account with id {user_id}", field="id")
 
 
-_AUTH_SQL = """
+_AUTH_SQL = text("""
 SELECT u.id, u.name, u.role, u.active, u.department_id, d.code AS department_code,
        COALESCE(u.scope_area_ids, '{}') AS scope_area_ids,
        ARRAY(SELECT a.code FROM areas a WHERE a.id = ANY(u.scope_area_ids) ORDER BY a.code)
@@ -272,7 +272,7 @@ SELECT u.id, u.name, u.role, u.active, u.department_id, d.code AS department_cod
   JOIN users u ON u.id = t.user_id
   LEFT JOIN departments d ON d.id = u.department_id
  WHERE t.token_sha256 = :h
-"""
+""")  # parsed once: every authenticated request runs it
 
 
 def authenticate(conn: Connection, token: str | None, *, now: datetime | None = None
@@ -280,7 +280,7 @@ def authenticate(conn: Connection, token: str | None, *, now: datetime | None = 
     """The principal for a bearer token (``None`` → the public). 401 with the reason otherwise."""
     if token is None:
         return PUBLIC
-    row = conn.execute(text(_AUTH_SQL), {"h": hash_token(token.strip())}).mappings().first()
+    row = conn.execute(_AUTH_SQL, {"h": hash_token(token.strip())}).mappings().first()
     if row is None:
         raise Unauthorized("unknown token: send `Authorization: Bearer <token>` with a token"
                            " from `gridgov users add`", field="Authorization")

@@ -36,6 +36,7 @@ from sqlalchemy import Connection, text
 
 from gis import intake
 from gis.auth import Forbidden, Principal, Unauthorized, authenticate
+from gis.calendar import CalendarSettings
 from gis.caseconfig import CHANNEL_ROLES, TERMINAL, CaseSettings
 from gis.errors import InvalidInput, NotFound
 from gis.models import CASE_STATUSES
@@ -337,13 +338,14 @@ _FIELD_NAMES = {"lon": "long", "category": "service_code", "location": "lat",
 
 def create_request(conn: Connection, new: NewRequest, *, principal: Principal,
                    settings: CaseSettings | None = None,
+                   calendar_settings: CalendarSettings | None = None,
                    now: datetime | None = None) -> tuple[list[dict[str, Any]], bool]:
     """Create the case through the shared intake. Returns the Open311 POST response (a list of
     one request) and whether a case was created (False: an Idempotency-Key retry)."""
     jid = jurisdiction(conn, new.jurisdiction)
     try:
         result = intake.create_case(conn, new.report, principal=principal, settings=settings,
-                                    now=now)
+                                    calendar_settings=calendar_settings, now=now)
     except InvalidInput as exc:
         exc.field = _FIELD_NAMES.get(exc.field or "", exc.field)
         raise

@@ -20,10 +20,9 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from api.deps import ConnDep, commit
+from api.deps import ConnDep, case_config, commit
 from gis import open311
 from gis.auth import Forbidden, Unauthorized
-from gis.caseconfig import CaseSettings
 from gis.errors import Conflict, InvalidInput, NotFound
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
@@ -227,8 +226,10 @@ def post_request(
     with spec_errors(fmt):
         principal = open311.api_key_principal(conn, _api_key(fields, request))
         new = open311.parse_new_request(fields, idempotency_key=idempotency_key)
+        config = case_config(request)  # built once per app
         body, created = open311.create_request(conn, new, principal=principal,
-                                               settings=CaseSettings())
+                                               settings=config.cases,
+                                               calendar_settings=config.calendar)
         commit(conn)
     rid = body[0]["service_request_id"]
     headers = {"Location": f"/open311/v2/requests/{rid}.{fmt}"}
