@@ -143,22 +143,10 @@ def client(conn: Connection, db_settings: DatabaseSettings) -> Iterator:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from api.deps import get_conn
+    from tests.appconn import share_connection
 
     app = create_app(db_settings=db_settings)
 
-    def _test_conn() -> Iterator[Connection]:
-        nested = conn.begin_nested()
-        try:
-            yield conn
-        except Exception:
-            if nested.is_active:
-                nested.rollback()
-            raise
-        else:
-            if nested.is_active:
-                nested.commit()
-
-    app.dependency_overrides[get_conn] = _test_conn
+    share_connection(app, conn)
     with TestClient(app) as test_client:
         yield test_client

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
 from api.app import create_app
-from api.deps import get_conn
 from gis.settings import DatabaseSettings
+from tests.appconn import share_connection
 
 
 @contextmanager
@@ -20,18 +20,6 @@ def app_client(conn: Connection, db_settings: DatabaseSettings, *,
                client_host: str = "testclient", **settings: Any) -> Iterator[TestClient]:
     app = create_app(db_settings=db_settings, **settings)
 
-    def _test_conn() -> Iterator[Connection]:
-        nested = conn.begin_nested()
-        try:
-            yield conn
-        except Exception:
-            if nested.is_active:
-                nested.rollback()
-            raise
-        else:
-            if nested.is_active:
-                nested.commit()
-
-    app.dependency_overrides[get_conn] = _test_conn
+    share_connection(app, conn)
     with TestClient(app, client=(client_host, 50000)) as client:
         yield client

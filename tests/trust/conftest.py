@@ -4,10 +4,8 @@ each request of a matrix in its own savepoint, rolled back afterwards."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine
@@ -31,31 +29,15 @@ def mconn(engine: Engine) -> Iterator[Connection]:
 
 def _app(conn: Connection, db_settings: DatabaseSettings):  # type: ignore[no-untyped-def]
     from api.app import create_app
-    from api.deps import get_conn
 
     # Intake rate limits would turn a matrix of hundreds of reports into 429s: they have
     # their own tests (tests/api/test_limits.py).
-    kwargs: dict[str, Any] = {}
-    if "limit_settings" in inspect.signature(create_app).parameters:
-        from gis.settings import LimitSettings
+    from gis.settings import LimitSettings
+    from tests.appconn import share_connection
 
-        kwargs["limit_settings"] = LimitSettings(enabled=False)
-    app = create_app(db_settings=db_settings, **kwargs)
+    app = create_app(db_settings=db_settings, limit_settings=LimitSettings(enabled=False))
 
-    def _test_conn() -> Iterator[Connection]:
-        nested = conn.begin_nested()
-        try:
-            yield conn
-        except Exception:
-            if nested.is_active:
-                nested.rollback()
-            raise
-        else:
-            if nested.is_active:
-                nested.commit()
-
-    app.dependency_overrides[get_conn] = _test_conn
-    return app
+    return share_connection(app, conn)
 
 
 @pytest.fixture(scope="module")
