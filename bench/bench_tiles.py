@@ -11,7 +11,9 @@ Side by side in one run, on the same database and a seeded list of requests:
 Targets: gridgov with the tile cache off ("cold": every request renders), gridgov warm (cache
 on, every tile fetched once first), tipg (separate venv, same worker count and DB pool size),
 and the ceiling: the very SQL gridgov runs, executed directly with psycopg2 from as many
-threads as the client has. Then the time from a committed edit to a changed tile.
+threads as the client has. All servers run side by side and the targets take turns in
+``--rounds`` slices of each measurement, so load from other processes on a shared machine
+falls on all of them alike. Then the time from a committed edit to a changed tile.
 
 Loopback only; every loop is bounded by a request count and a duration. Typical use::
 
@@ -33,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -143,8 +146,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run_load(name: str, target: str, jobs: Sequence[Callable[[], bool]], *, concurrency: int,
-             duration_s: float, max_requests: int) -> Result:
-    """Cycle through ``jobs`` from ``concurrency`` threads until the time or count is up."""
+             duration_s: float, max_requests: int) -> tuple[Result, list[float]]:
+    """Cycle through ``jobs`` from ``concurrency`` threads until the time or count is up;
+    the result and every request's latency (seconds)."""
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
@@ -177,8 +181,13 @@ def run_load(name: str, target: str, jobs: Sequence[Callable[[], bool]], *, conc
     for th in threads:
         th.join()
     took = time.perf_counter() - started
-    return Result(name, target, len(latencies), round(took, 2),
-                  round(len(latencies) / took, 1), round(_percentile(latencies, 0.5) * 1e3, 2),
+    return summarise(name, target, latencies, took, errors), latencies
+
+
+def summarise(name: str, target: str, latencies: list[float], seconds: float, errors: int
+              ) -> Result:
+    return Result(name, target, len(latencies), round(seconds, 2),
+                  round(len(latencies) / seconds, 1), round(_percentile(latencies, 0.5) * 1e3, 2),
                   round(_percentile(latencies, 0.99) * 1e3, 2), errors)
 
 
@@ -219,13 +228,16 @@ def free_port() -> int:
 
 def start_server(cmd: list[str], env: dict[str, str], port: int, probe: str
                  ) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    # stderr goes to a file, never to an undrained pipe: a server that logs blocks on a full
+    # pipe (64 KB) and every request then hangs until the client's timeout.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the server runs
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 120
     client = Http(port)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            log.seek(0)
+            err = log.read().decode(errors="replace")
             raise SystemExit(f"server {cmd[0]} exited: {err[-2000:]}")
         if client.get(probe)[0] == 200:
             return proc
@@ -254,7 +266,8 @@ def gridgov_server(settings: DatabaseSettings, *, cache_mb: int, workers: int, p
     port = free_port()
     env = {**os.environ, "GRIDGOV_DATABASE_URL": tcp_url(settings),
            "GRIDGOV_DB_NAME": settings.db_name, "GRIDGOV_POOL_SIZE": str(pool),
-           "GRIDGOV_MAX_OVERFLOW": "0", "GRIDGOV_TILES_CACHE_MB": str(cache_mb)}
+           "GRIDGOV_MAX_OVERFLOW": "0", "GRIDGOV_TILES_CACHE_MB": str(cache_mb),
+           "GRIDGOV_LOG_ACCESS": "false"}  # as tipg, started with --no-access-log
     cmd = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host",
            "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log",
            "--log-level", "warning"]
@@ -322,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="targets take turns in this many slices of each measurement")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--tipg-python", default="/tmp/tipg-venv/bin/python",
@@ -355,20 +370,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only:
         workloads = [w for w in workloads if w in args.only.split(",")]
     results: list[Result] = []
-    load = {"concurrency": args.concurrency, "duration_s": args.duration,
-            "max_requests": args.max_requests}
-
-    def measure(target: str, jobs_for: Callable[[Request], Callable[[], bool]],
-                warm: bool = False) -> None:
-        for w in workloads:
-            jobs = [jobs_for(r) for r in requests if r.workload == w]
-            if warm:
-                for job in jobs:
-                    job()
-            results.append(run_load(w, target, jobs, **load))  # type: ignore[arg-type]
-            print(f"  {w:15s} {target:15s} {results[-1].rps:9.1f} req/s"
-                  f"  p50 {results[-1].p50_ms:8.2f} ms  p99 {results[-1].p99_ms:8.2f} ms"
-                  f"  errors {results[-1].errors}", flush=True)
 
     # The ceiling: gridgov's own SQL, straight through psycopg2.
     def sql_job(r: Request) -> Callable[[], bool]:
@@ -379,30 +380,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             return True
         return run
 
-    print("raw SQL ceiling", flush=True)
-    measure("sql_ceiling", sql_job)
+    # All servers run at once and the targets take turns, ``--rounds`` slices each per
+    # workload: on a shared machine the load of other processes then falls on every target
+    # alike instead of on whichever happened to be measured while it lasted.
+    servers: list[subprocess.Popen[bytes]] = []
     edits: list[float] = []
-
-    for target, cache_mb in (("gridgov_cold", 0), ("gridgov_warm", 256)):
-        print(target, flush=True)
-        proc, port = gridgov_server(settings, cache_mb=cache_mb, workers=args.workers,
-                                    pool=args.pool)
-        try:
-            client = Http(port)
-            measure(target, lambda r, c=client: c.job(r.gridgov), warm=cache_mb > 0)
-            if cache_mb > 0 and args.edits:
-                edits = edit_latency(engine, port, bounds, args.edits)
-        finally:
-            stop(proc)
-
-    if args.tipg_python:
-        print("tipg", flush=True)
-        proc, port = tipg_server(settings, args.tipg_python, workers=args.workers,
-                                 pool=args.pool)
-        try:
-            client = Http(port)
-            measure("tipg", lambda r, c=client: c.job(r.tipg))
-        finally:
+    try:
+        targets: dict[str, Callable[[Request], Callable[[], bool]]] = {"sql_ceiling": sql_job}
+        warm_port = 0
+        for target, cache_mb in (("gridgov_cold", 0), ("gridgov_warm", 256)):
+            proc, port = gridgov_server(settings, cache_mb=cache_mb, workers=args.workers,
+                                        pool=args.pool)
+            servers.append(proc)
+            targets[target] = lambda r, c=Http(port): c.job(r.gridgov)
+            warm_port = port if cache_mb else warm_port
+        if args.tipg_python:
+            proc, port = tipg_server(settings, args.tipg_python, workers=args.workers,
+                                     pool=args.pool)
+            servers.append(proc)
+            targets["tipg"] = lambda r, c=Http(port): c.job(r.tipg)
+        rounds = max(1, args.rounds)
+        load = {"concurrency": args.concurrency, "duration_s": args.duration / rounds,
+                "max_requests": max(1, args.max_requests // rounds)}
+        for w in workloads:
+            mine = [r for r in requests if r.workload == w]
+            jobs = {t: [make(r) for r in mine] for t, make in targets.items()}
+            for job in jobs["gridgov_warm"]:
+                job()  # fill the cache
+            slices: dict[str, list[tuple[Result, list[float]]]] = {t: [] for t in targets}
+            for _ in range(rounds):
+                for t in targets:
+                    slices[t].append(run_load(w, t, jobs[t], **load))  # type: ignore[arg-type]
+            for t, parts in slices.items():
+                results.append(summarise(w, t, [x for _, lat in parts for x in lat],
+                                         sum(r.seconds for r, _ in parts),
+                                         sum(r.errors for r, _ in parts)))
+                print(f"  {w:15s} {t:15s} {results[-1].rps:9.1f} req/s"
+                      f"  p50 {results[-1].p50_ms:8.2f} ms  p99 {results[-1].p99_ms:8.2f} ms"
+                      f"  errors {results[-1].errors}", flush=True)
+        if args.edits:
+            edits = edit_latency(engine, warm_port, bounds, args.edits)
+    finally:
+        for proc in servers:
             stop(proc)
 
     table = report(results, workloads)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     Float,
@@ -56,6 +57,14 @@ def _geom(kind: str) -> Any:
     # Spatial indexes are declared explicitly (below and in the migration) so that Alembic
     # creates and drops exactly what the model says.
     return Geometry(kind, srid=4326, spatial_index=False)
+
+
+def _geom_3857(kind: str) -> Any:
+    # Vector tiles draw in Web Mercator: a stored generated copy of an area's ``geom`` spares
+    # every tile request a transform per polygon (migration 0006_tile_geoms). Deferred: the ORM
+    # never needs it.
+    return mapped_column(Geometry(kind, srid=3857, spatial_index=False),
+                         Computed("ST_Transform(geom, 3857)", persisted=True), deferred=True)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -103,6 +112,8 @@ class Area(Base):
         CheckConstraint("households >= 0 AND population >= 0", name="counts_nonnegative"),
         CheckConstraint("ST_IsValid(geom) AND NOT ST_IsEmpty(geom)", name="geom_valid"),
         Index("ix_areas_geom", "geom", postgresql_using="gist"),
+        Index("ix_areas_geom_3857", "geom_3857", postgresql_using="gist",
+              postgresql_where=text("valid_to IS NULL")),
         Index("uq_areas_current_code", "jurisdiction_id", "code", unique=True,
               postgresql_where=text("valid_to IS NULL")),
         Index("ix_areas_level_current", "jurisdiction_id", "level",
@@ -125,6 +136,7 @@ class Area(Base):
     households: Mapped[int] = mapped_column(Integer, server_default="0")
     population: Mapped[int] = mapped_column(Integer, server_default="0")
     geom: Mapped[Any] = mapped_column(_geom("MULTIPOLYGON"))
+    geom_3857: Mapped[Any] = _geom_3857("MULTIPOLYGON")
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -618,6 +630,41 @@ class KpiDaily(Base):
     n_verify: Mapped[int] = mapped_column(Integer, server_default="0",
                                           comment="verify actions")
     n_verify_pass: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class KpiArea(Base):
+    """``kpi_daily`` summed per area and local day (``monthly`` false) or month (true, ``period``
+    its first day), with the sum, a histogram in fixed bins (``h00``… , edges
+    ``gridgov_kpi_ttc_edges()``) and the sorted list of the times to close, so a level × period
+    query finds the exact p90 in two passes (migration 0006_kpi_fast, ``gis/kpis.py``)."""
+
+    __tablename__ = "kpi_area"
+    __table_args__ = (Index("ix_kpi_area_area", "area_id"),)
+    monthly: Mapped[bool] = mapped_column(
+        Boolean, primary_key=True,
+        comment="false: period is a local day; true: the first day of a month")
+    period: Mapped[date] = mapped_column(Date, primary_key=True)
+    area_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("areas.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_due: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_closed: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_on_time: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_rated: Mapped[int] = mapped_column(Integer, server_default="0")
+    sat_sum: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_handled: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_reopened: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_verify: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_verify_pass: Mapped[int] = mapped_column(Integer, server_default="0")
+    ttc_sum: Mapped[int] = mapped_column(BigInteger, server_default="0",
+                                         comment="sum of the times to close (s)")
+    # h00 … h39: closed cases per time-to-close bin (40 plain columns: sums stay cheap)
+    for _bin in range(40):
+        locals()[f"h{_bin:02d}"] = mapped_column(Integer, server_default="0", nullable=False)
+    del _bin
+    ttc_s: Mapped[list[int]] = mapped_column(
+        ARRAY(Integer), server_default="{}",
+        comment="time to close of each closed case, sorted")
 
 
 class KpiTarget(Base):

@@ -109,7 +109,7 @@ def _area_layer(name: str, title: str, level: int, minzoom: int, limit: int) -> 
     return LayerSpec(
         name=name, title=title, geometry="fill", minzoom=minzoom, maxzoom=16,
         description=f"{title} in force now (areas of rank {level})",
-        source=TableSource("areas", props, geometry="polygon",
+        source=TableSource("areas", props, geometry="polygon", geom_3857="geom_3857",
                            where=f"t.valid_to IS NULL AND t.level = {level}"),
         depends_on=("areas",), simplify=((0, 2.0), (12, 1.0), (14, 0.5)), limit=limit,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import mapbox_vector_tile
 import mercantile
 import pytest
@@ -101,3 +103,37 @@ def test_tiles_touching_widens_by_the_margin() -> None:
     assert tiles.tiles_touching(well_inside, 14, 64) == me  # 64/4096 of a z14 tile ≈ 3.4e-4°
     assert tiles.tiles_touching(near_edges, 14, 64) == (GRID_TILE.x - 1, GRID_TILE.y - 1,
                                                         GRID_TILE.x + 1, GRID_TILE.y + 1)
+
+
+# --- the stored Web Mercator copy (migration 0006_tile_geoms) --------------------------
+
+def _without_copy(source: tiles.TableSource) -> tiles.TableSource:
+    """The same source drawn the old way, transforming every row."""
+    return replace(source, geom_3857=None)
+
+
+@pytest.mark.parametrize("layer", ["districts", "streets", "communities", "grids"])
+def test_tiles_drawn_from_the_stored_copy_equal_tiles_transformed_per_row(
+        conn: Connection, city: MapCity, layer: str) -> None:
+    spec = get_layer(layer)
+    assert spec.source.geom_3857 == "geom_3857"
+    for z in (13, 14, 15):
+        t = mercantile.tile(X0 + 0.005, Y0 + 0.01, z)
+
+        def draw(source: tiles.TableSource, z: int = z, t: mercantile.Tile = t) -> bytes:
+            return tiles.feature_tile(conn, source, layer=layer, z=z, x=t.x, y=t.y,
+                                      tolerance_m=spec.tolerance_m(z), buffer=spec.buffer)
+
+        drawn = draw(spec.source)
+        assert drawn and drawn == draw(_without_copy(spec.source))
+
+
+def test_stored_copy_follows_every_geometry_change(conn: Connection, city: MapCity) -> None:
+    area_id = conn.execute(text("SELECT min(id) FROM areas WHERE level = 3")).scalar_one()
+    conn.execute(text("UPDATE areas SET geom = ST_Multi(ST_Buffer(ST_Centroid(geom), 0.001))"
+                      " WHERE id = :id"), {"id": area_id})
+    stale = conn.execute(text("SELECT count(*) FROM areas WHERE ST_SRID(geom_3857) <> 3857"
+                              " OR NOT ST_Equals(geom_3857, ST_Transform(geom, 3857))"
+                              " OR (id = :id AND ST_NPoints(geom_3857) < 30)"),
+                         {"id": area_id}).scalar_one()
+    assert stale == 0
