@@ -90,7 +90,9 @@ def unsafe_defaults(database: DatabaseSettings, security_settings: SecuritySetti
             len(token) < MIN_SECRET_CHARS or token.lower() in WEAK_SECRETS):
         problems.append(f"GRIDGOV_METRICS_TOKEN is weak: use at least {MIN_SECRET_CHARS}"
                         " random characters (e.g. `openssl rand -hex 24`)")
-    if conn is not None:
+    if conn is not None and conn.execute(text("SELECT to_regclass('api_tokens')")).scalar() is None:
+        problems.append("the database has no gridgov schema: run `gridgov migrate`")
+    elif conn is not None:
         demo = conn.execute(text(
             "SELECT string_agg(DISTINCT u.name, ', ' ORDER BY u.name) FROM api_tokens t"
             " JOIN users u ON u.id = t.user_id WHERE t.label = 'demo' AND u.active"

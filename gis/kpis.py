@@ -642,7 +642,7 @@ def _locate_p90(records: Sequence[Any], names: list[str], edges: list[int], code
             row[c] = r[i]
         row["mean_ttc_s"], row["p90_ttc_s"] = r[i_mean], None
         rows[g] = row
-        hist = r[i_hist]
+        hist = [h or 0 for h in r[i_hist]]  # the () grouping set over no rows sums to NULL
         n = sum(hist)
         if n == 0:
             continue

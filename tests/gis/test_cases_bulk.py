@@ -267,7 +267,10 @@ def test_rollups_after_a_bulk_import_equal_their_rebuild(conn: Connection,
                                                          routed_world: CaseWorld) -> None:
     run(conn, routed_world, list(read_csv(io.StringIO(mixed_csv(routed_world, 400, seed=3)))),
         chunk_size=150, use_index=True)
-    cells = "SELECT cz, cx, cy, category_id, open, n FROM tile_case_cells ORDER BY 1, 2, 3, 4, 5"
+    # Cells whose count went back to zero may stay as rows (browser tests on this database
+    # commit and delete cases); they draw nothing, and a rebuild drops them.
+    cells = ("SELECT cz, cx, cy, category_id, open, n FROM tile_case_cells WHERE n <> 0"
+             " ORDER BY 1, 2, 3, 4, 5")
     kpi = ("SELECT day, area_id, category_id, department_id, n, n_due, n_closed, n_on_time,"
            " n_rated, sat_sum, (SELECT array_agg(t ORDER BY t) FROM unnest(ttc_s) t)"
            " FROM kpi_daily ORDER BY 1, 2, 3, 4")

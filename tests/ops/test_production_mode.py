@@ -19,8 +19,9 @@ STRONG_URL = "postgresql://gridgov_app:9f3c1e0b7a2d4c6e8f@db.internal:5432/gridg
 
 
 def test_production_refuses_the_embedded_database_naming_the_setting(
-        db_settings: DatabaseSettings) -> None:
-    app = create_app(db_settings=db_settings, security_settings=PRODUCTION)
+        db_settings: DatabaseSettings, db_name: str) -> None:
+    app = create_app(db_settings=db_settings.model_copy(update={"db_name": db_name}),
+                     security_settings=PRODUCTION)
     with pytest.raises(UnsafeConfiguration, match="GRIDGOV_DATABASE_URL"), TestClient(app):
         pass
 
@@ -70,3 +71,20 @@ def test_local_mode_on_all_interfaces_warns(db_settings: DatabaseSettings,
             TestClient(create_app(db_settings=db_settings)):
         pass
     assert any("GRIDGOV_MODE=production" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unmigrated_database_is_named_not_a_crash(db_settings: DatabaseSettings) -> None:
+    from gis import db
+
+    name = "gridgov_unmigrated_check"
+    db.drop_database(db_settings, name)
+    db.ensure_database(db_settings, name)
+    engine = db.make_engine(db_settings, name)
+    try:
+        with engine.connect() as c:
+            problems = unsafe_defaults(DatabaseSettings(database_url=STRONG_URL), PRODUCTION,
+                                       MetricsSettings(), c)
+        assert problems == ["the database has no gridgov schema: run `gridgov migrate`"]
+    finally:
+        engine.dispose()
+        db.drop_database(db_settings, name)
