@@ -39,13 +39,9 @@ import json
 import math
 import os
 import resource
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -54,7 +50,6 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
@@ -62,11 +57,12 @@ from sqlalchemy import Engine, text  # noqa: E402
 from bench.common import (  # noqa: E402
     DEFAULT_DB,
     RESULTS,
-    ROOT,
     City,
     ensure_city,
+    free_port,
     machine,
     save,
+    serve,
     table,
 )
 
@@ -85,47 +81,6 @@ TILE_LAYERS = [  # (layer, zooms, staff only)
 ]
 EXPECTED = {"intake_staff": (201,), "intake_public": (201,), "tiles": (200, 204)}
 STATUSES = ("reported", "accepted", "filed", "dispatched", "in_progress", "handled", "closed")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serve(db_name: str, port: int, *, workers: int, log: Path, timeout: float = 90,
-          env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """``gridgov serve`` in its own process group, up once ``/health`` answers 200."""
-    full_env = {**os.environ, "GRIDGOV_DB_NAME": db_name, "GRIDGOV_LIMITS_ENABLED": "false",
-                **(env or {})}
-    cmd = [str(ROOT / ".venv" / "bin" / "gridgov"), "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers)]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited with {proc.returncode}; see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"server not up after {timeout:.0f} s; see {log}")
-            time.sleep(0.2)
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)  # our own process group only
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 # --- what to send ---------------------------------------------------------------------------

@@ -15,11 +15,6 @@ Every answer is checked against the in-process one. Bounded: ``--timeout`` secon
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -36,57 +31,18 @@ import numpy as np  # noqa: E402
 from bench.common import (  # noqa: E402
     DEFAULT_DB,
     RESULTS,
-    ROOT,
     ensure_city,
+    free_port,
     machine,
     percentile_ms,
     random_points,
     save,
+    serve,
     table,
 )
 from gis.areas import locate  # noqa: E402
 from gis.errors import NotFound  # noqa: E402
 from gis.index import AreaIndex  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def server(db_name: str, port: int, workers: int, log: Path, timeout: float):  # type: ignore[no-untyped-def]
-    env = {**os.environ, "GRIDGOV_DB_NAME": db_name}
-    cmd = [str(ROOT / ".venv" / "bin" / "gridgov"), "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers)]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited with {proc.returncode}; see {log}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"server not up after {timeout:.0f} s; see {log}")
-            time.sleep(0.2)
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)  # our own process group only
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 def run_concurrent(points: np.ndarray, clients: int, call: Any, deadline: float
@@ -153,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     port = free_port()
     log = RESULTS / "bench_locate-server.log"
-    with server(args.db, port, args.workers, log, timeout=120):
+    with serve(args.db, port, workers=args.workers, log=log, timeout=120):
         clients = [httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
                    for _ in range(args.clients)]
         statuses: dict[int, int] = {}

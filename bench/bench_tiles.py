@@ -31,7 +31,6 @@ import http.client
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from sqlalchemy import Engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port  # noqa: E402
 from gis import db, ogc, schema  # noqa: E402
 from gis.settings import DatabaseSettings  # noqa: E402
 from layers import tiles as layer_tiles  # noqa: E402
@@ -219,12 +219,6 @@ class Http:
 
 
 # --- servers ----------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def start_server(cmd: list[str], env: dict[str, str], port: int, probe: str
                  ) -> subprocess.Popen[bytes]:

@@ -8,16 +8,21 @@ built on first use (``build_synth``) and reused while its code matches. It is ne
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import signal
+import socket
+import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from sqlalchemy import Engine, text
 
@@ -167,3 +172,48 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}-{stamp}.json"
     path.write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
     return path
+
+
+# --- the server under test ---------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(db_name: str, port: int, *, workers: int, log: Path, timeout: float = 90,
+          env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``gridgov serve`` on loopback in its own process group, up once ``/health`` answers
+    200; stopped (SIGTERM, then SIGKILL) on exit. Intake rate limits are off: a benchmark
+    offers far more reports from one address than a public caller may send."""
+    full_env = {**os.environ, "GRIDGOV_DB_NAME": db_name, "GRIDGOV_LIMITS_ENABLED": "false",
+                **(env or {})}
+    cmd = [str(ROOT / ".venv" / "bin" / "gridgov"), "serve", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", str(workers)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited with {proc.returncode}; see {log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"server not up after {timeout:.0f} s; see {log}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # our own process group only
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
