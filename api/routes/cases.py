@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from api.deps import CaseConfig, CaseConfigDep, ConnDep, case_config, commit
+from api.routes.responders import SettingsDep
 from api.schemas import feature_collection, parse_bbox, utc
 from api.security import PrincipalDep, require
 from gis import bulk, casequery, intake, lifecycle, media
@@ -357,7 +358,7 @@ def case_media(conn: ConnDep, principal: PrincipalDep, config: CaseConfigDep, ca
     409: {"description": "illegal from the current state; names it and the allowed actions"},
 })
 def case_action(conn: ConnDep, principal: PrincipalDep, case_id: int,
-                body: BodyDep, config: CaseConfigDep) -> dict:
+                body: BodyDep, config: CaseConfigDep, dispatch_settings: SettingsDep) -> dict:
     """Apply one lifecycle action: accept, file, reject, redirect, dispatch, start, handle,
     verify, close, reopen, rate, summon, respond (JSON, or multipart for handle photos)."""
     data: ActionIn = _model(ActionIn, body.fields)
@@ -367,7 +368,8 @@ def case_action(conn: ConnDep, principal: PrincipalDep, case_id: int,
         responder_id=data.responder_id, result=data.result, satisfaction=data.satisfaction,
         tracking_token=data.tracking_token, media=refs,
     )
-    result = lifecycle.apply_action(conn, case_id, req, principal)
+    result = lifecycle.apply_action(conn, case_id, req, principal,
+                                    dispatch_settings=dispatch_settings)
     _store_photos(body.uploads, refs, config)
     commit(conn)
     case = result["case"]
