@@ -376,13 +376,7 @@ def _area_groups(conn: Connection, q: KpiQuery) -> tuple[int, list[int], list[st
             return hit[1]
     current_only = "AND a.valid_to IS NULL" if q.basis == "current" else ""
     rows = conn.execute(text(f"""
-        WITH RECURSIVE chain AS (
-            SELECT a.id AS start_id, a.id, a.parent_id, a.level, a.code
-              FROM areas a WHERE a.jurisdiction_id = :j {current_only}
-            UNION ALL
-            SELECT ch.start_id, p.id, p.parent_id, p.level, p.code
-              FROM chain ch JOIN areas p ON p.id = ch.parent_id
-        )
+        {_chain_cte(current_only)}
         SELECT start_id, code FROM chain WHERE level = :level ORDER BY start_id
         """), {"j": q.jurisdiction_id, "level": q.level}).all()
     gid_of: dict[str, int] = {}
@@ -433,13 +427,7 @@ def _aggregate(conn: Connection, q: KpiQuery, since: date, until: date, now: dat
     sums = ", ".join(f"sum(f.{c}) AS {c}" for c in COUNT_COLUMNS)
     nulls = ", ".join(f"NULL AS {c}" for c in COUNT_COLUMNS)
     sql = f"""
-    WITH RECURSIVE chain AS (
-        SELECT a.id AS start_id, a.id, a.parent_id, a.level, a.code
-          FROM areas a WHERE a.jurisdiction_id = :j {current_only}
-        UNION ALL
-        SELECT ch.start_id, p.id, p.parent_id, p.level, p.code
-          FROM chain ch JOIN areas p ON p.id = ch.parent_id
-    ), facts AS MATERIALIZED (
+    {_chain_cte(current_only)}, facts AS MATERIALIZED (
         SELECT * FROM (
             SELECT {gid} AS gid, {key} AS gkey, f.*
               FROM ({_facts_sql(q, cat_filter)}) f
@@ -558,6 +546,18 @@ def _area_facts(q: KpiQuery, bins: list[str], columns: str) -> str:
     return " UNION ALL ".join(f"SELECT {columns} FROM ({p}) u" for p in parts)
 
 
+def _chain_cte(current_only: str) -> str:
+    """``WITH RECURSIVE chain``: every area of jurisdiction ``:j`` (``current_only``: in force
+    now) with each of its ancestors, as (start_id, id, parent_id, level, code)."""
+    return f"""WITH RECURSIVE chain AS (
+            SELECT a.id AS start_id, a.id, a.parent_id, a.level, a.code
+              FROM areas a WHERE a.jurisdiction_id = :j {current_only}
+            UNION ALL
+            SELECT ch.start_id, p.id, p.parent_id, p.level, p.code
+              FROM chain ch JOIN areas p ON p.id = ch.parent_id
+        )"""
+
+
 def _month_span(since: date, until: date) -> tuple[date, date]:
     """The whole months inside [since, until) as [m_since, m_until); empty: (until, until).
 
@@ -583,14 +583,7 @@ def _aggregate_by_area(conn: Connection, q: KpiQuery, since: date, until: date,
     edges = _ttc_edges(conn)
     bins = _bins(edges)
     params["m_since"], params["m_until"] = _month_span(since, until)
-    chain = f"""
-        WITH RECURSIVE chain AS (
-            SELECT a.id AS start_id, a.id, a.parent_id, a.level, a.code
-              FROM areas a WHERE a.jurisdiction_id = :j {current_only}
-            UNION ALL
-            SELECT ch.start_id, p.id, p.parent_id, p.level, p.code
-              FROM chain ch JOIN areas p ON p.id = ch.parent_id
-        )"""
+    chain = _chain_cte(current_only)
     cols1 = ", ".join(["area_id", *COUNT_COLUMNS, "ttc_sum", *bins])
     sums = ", ".join(f"sum(x.{c}) AS {c}" for c in COUNT_COLUMNS)
     hist = ", ".join(f"sum(x.{b})" for b in bins)
