@@ -133,7 +133,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["GRIDGOV_HOST"] = host  # the app's start-up checks warn about 0.0.0.0
     print(f"gridgov serving on http://{host}:{port}", flush=True)
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port,
-                workers=args.workers or server.workers, log_level="info")
+                workers=args.workers or server.workers, log_level="info",
+                access_log=False)  # the app writes its own access line (gridgov.access)
     return 0
 
 
