@@ -167,6 +167,10 @@ def create_app(db_settings: DatabaseSettings | None = None, *,
     limits.install(app, limit_settings or LimitSettings())
     intake_limit = [Depends(limits.intake_limit)]
     app.include_router(health.router)
+    # Dispatch first: FastAPI tries the routes one by one, in this order, and nearest
+    # responders is the hottest endpoint (no other router's paths overlap these).
+    app.include_router(responders.router)
+    app.include_router(facilities.router)
     app.include_router(areas.router)
     app.include_router(cases.router, dependencies=intake_limit)
     app.include_router(categories.router)
@@ -174,8 +178,6 @@ def create_app(db_settings: DatabaseSettings | None = None, *,
     tiles.install(app)
     app.include_router(styles.router)
     app.include_router(ogc.router)
-    app.include_router(responders.router)
-    app.include_router(facilities.router)
     app.include_router(live.router)
     app.include_router(kpis.router)
     app.include_router(coverage.router)

@@ -3,10 +3,12 @@ settings of the case endpoints (read from the environment once per app)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import Connection
@@ -24,6 +26,65 @@ def get_conn(request: Request) -> Iterator[Connection]:
 
 
 ConnDep = Annotated[Connection, Depends(get_conn)]
+
+
+class RequestConnection:
+    """The request's connection from ``get_conn`` (or its test override), opened and closed
+    by the worker thread that runs the handler (``api.security.Access``).
+
+    ``ConnDep`` checks out in a threadpool hop of its own before the handler runs and gives
+    the connection back in another after the response. A sync handler that opens and closes
+    its connection itself needs neither: one hop in all. Call ``get()`` and ``close()`` from a
+    worker thread: they may block on the pool or the server.
+
+    ``get(read_only=True)``: the handler only reads, so a fresh pooled connection runs in
+    autocommit: no ``BEGIN`` before the first statement and no ``ROLLBACK`` after the last, two
+    round trips fewer, and each statement still sees its own snapshot as under the default
+    READ COMMITTED. It is the driver's ``autocommit`` flag, set and cleared here: SQLAlchemy's
+    ``isolation_level="AUTOCOMMIT"`` would cost a ``SET default_transaction_isolation`` round
+    trip when the connection goes back. A connection that is already in a transaction (a
+    test's, shared through an override) is left as it is.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._cm: AbstractContextManager[Connection] | None = None
+        self._conn: Connection | None = None
+        self._autocommit: Any = None    # the DBAPI connection switched to autocommit
+
+    def get(self, *, read_only: bool = False) -> Connection:
+        provider: Any = self._request.app.dependency_overrides.get(get_conn, get_conn)
+        wants_request = bool(inspect.signature(provider).parameters)
+        cm = contextmanager(provider)(self._request) if wants_request else (
+            contextmanager(provider)())
+        conn = cm.__enter__()
+        self._cm, self._conn = cm, conn
+        if read_only and not conn.in_transaction():
+            raw = conn.connection.dbapi_connection
+            if hasattr(raw, "autocommit"):
+                raw.autocommit = True   # no I/O: psycopg2 only records it
+                self._autocommit = raw
+        return conn
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """Give the connection back (rolling back what was not committed); ``exc``: the
+        request failed with it, as a dependency with ``yield`` would see it. A connection
+        switched to autocommit goes back switched off, or not at all (invalidated)."""
+        cm, conn, raw = self._cm, self._conn, self._autocommit
+        self._cm = self._conn = self._autocommit = None
+        if cm is None:
+            return
+        try:
+            if raw is not None:
+                raw.autocommit = False
+        except Exception:  # noqa: BLE001 - broken: must never serve another request as is
+            if conn is not None:
+                conn.invalidate()
+        finally:
+            if exc is None:
+                cm.__exit__(None, None, None)
+            else:
+                cm.__exit__(type(exc), exc, exc.__traceback__)
 
 
 def commit(conn: Connection) -> None:

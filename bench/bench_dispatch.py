@@ -42,6 +42,7 @@ from sqlalchemy import Connection, Engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port  # noqa: E402
 from gis import db, nearest, routing, schema  # noqa: E402
 from gis.dispatch import DispatchSettings  # noqa: E402
 from gis.nearest import NearestQuery  # noqa: E402
@@ -144,13 +145,15 @@ class Server:
              "--no-access-log"], cwd=ROOT, env=env)
         deadline = time.monotonic() + 60
         while True:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                # Not answering, or exited (e.g. the port was taken: then whatever answers
+                # there is not ours, and must not be measured).
+                raise SystemExit("the uvicorn server did not start")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the uvicorn server did not start")
             time.sleep(0.2)
 
     def stop(self) -> None:
@@ -336,6 +339,33 @@ def bench_headers(engine: Engine) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, all threads) of process ``pid`` so far; None off Linux.
+
+    Per request it is a steadier figure than latency on a shared machine: other processes
+    delay our requests, they hardly change the work each one takes."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_requests(client: httpx.Client, server: Server, requests: list[tuple[str, Any]]
+                   ) -> tuple[list[float], float | None]:
+    """Latency of each request (must answer 200) and the server's CPU per request (ms)."""
+    times = []
+    cpu0 = cpu_seconds(server.proc.pid)
+    for path, params in requests:
+        t = time.perf_counter()
+        r = client.get(path, params=params)
+        times.append(time.perf_counter() - t)
+        assert r.status_code == 200, r.text
+    cpu1 = cpu_seconds(server.proc.pid)
+    per = None if cpu0 is None or cpu1 is None else round((cpu1 - cpu0) / len(requests) * 1e3, 3)
+    return times, per
+
+
 def bench_http(engine: Engine, server: Server, city: City, args: argparse.Namespace
                ) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -357,25 +387,19 @@ def bench_http(engine: Engine, server: Server, city: City, args: argparse.Namesp
     with httpx.Client(base_url=server.url, timeout=30, headers=headers) as client:
         for lon, lat in points[:50]:   # warm-up: connections, plans, caches
             client.get("/api/responders/nearest", params={"lon": lon, "lat": lat, "k": 5})
-        times = []
-        for lon, lat in points:
-            t = time.perf_counter()
-            r = client.get("/api/responders/nearest", params={"lon": lon, "lat": lat, "k": 5})
-            times.append(time.perf_counter() - t)
-            assert r.status_code == 200, r.text
+        load0 = os.getloadavg()[0]
+        times, cpu_straight = timed_requests(client, server, [
+            ("/api/responders/nearest", {"lon": lon, "lat": lat, "k": 5}) for lon, lat in points])
         out["straight_http"] = ms(times)
-        floor = []   # the same server's GET /health (one SELECT): what the machine allows
-        for _ in points:
-            t = time.perf_counter()
-            client.get("/health")
-            floor.append(time.perf_counter() - t)
+        # the same server's GET /health (one SELECT): what the machine allows
+        floor, cpu_health = timed_requests(client, server, [("/health", None)] * len(points))
         out["health_http"] = ms(floor)
-        me = []      # GET /api/me: the same token lookup as nearest, and no other query
-        for _ in points:
-            t = time.perf_counter()
-            client.get("/api/me")
-            me.append(time.perf_counter() - t)
+        # GET /api/me: the same token lookup as nearest, and no other query
+        me, cpu_me = timed_requests(client, server, [("/api/me", None)] * len(points))
         out["me_http"] = ms(me)
+        out["server_cpu_ms_per_request"] = {"straight": cpu_straight, "health": cpu_health,
+                                            "me": cpu_me}
+        out["load_http"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
         for lon, lat in points[-30:]:   # warm-up: the server builds its graph once
             client.get("/api/responders/nearest",
                        params={"lon": lon, "lat": lat, "k": 5, "mode": "road"})
@@ -395,6 +419,13 @@ def bench_http(engine: Engine, server: Server, city: City, args: argparse.Namesp
     show("straight mode over HTTP vs GET /api/me (token lookup only) on the same server",
          out["me_http"], out["straight_http"], key="p99", peer_name="/api/me")
     show("road mode over HTTP", None, out["road_http"])
+    cpu = out["server_cpu_ms_per_request"]
+    if cpu["straight"] is not None:
+        print(f"\nserver CPU per request (uvicorn process, all threads): straight"
+              f" {cpu['straight']:.2f} ms, /api/me {cpu['me']:.2f} ms, /health"
+              f" {cpu['health']:.2f} ms")
+    print(f"load average (1 min) over the HTTP runs: {out['load_http'][0]:.2f} →"
+          f" {out['load_http'][1]:.2f}")
     return out
 
 
@@ -524,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=10)
     ap.add_argument("--single-puts", type=int, default=500)
     ap.add_argument("--query-rate", type=float, default=5, help="road queries/s during updates")
-    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--port", type=int, default=0, help="default: a free port")
     ap.add_argument("--quick", action="store_true", help="small samples (smoke run)")
     ap.add_argument("--parts", default="road,http,positions",
                     help="comma list of the sections to run (default: all)")
@@ -551,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         if "road" in parts:
             results["road"] = bench_road(engine, city, args)
         if parts & {"http", "positions"}:
-            server = Server(settings, args.port)
+            server = Server(settings, args.port or free_port())
         if "http" in parts and server is not None:
             results["http"] = bench_http(engine, server, city, args)
         if "positions" in parts and server is not None:

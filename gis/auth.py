@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from gis import prepared
 from gis.errors import Conflict, GridgovError, InvalidInput, NotFound
 from gis.models import ROLES
 
@@ -275,12 +276,19 @@ SELECT u.id, u.name, u.role, u.active, u.department_id, d.code AS department_cod
 """)  # parsed once: every authenticated request runs it
 
 
-def authenticate(conn: Connection, token: str | None, *, now: datetime | None = None
-                 ) -> Principal:
-    """The principal for a bearer token (``None`` → the public). 401 with the reason otherwise."""
+def authenticate(conn: Connection, token: str | None, *, now: datetime | None = None,
+                 prepare: bool = False) -> Principal:
+    """The principal for a bearer token (``None`` → the public). 401 with the reason otherwise.
+
+    ``prepare``: look the token up with a server-side prepared statement (``gis.prepared``),
+    not planned again on every call; not behind a transaction-pooling proxy.
+    """
     if token is None:
         return PUBLIC
-    row = conn.execute(_AUTH_SQL, {"h": hash_token(token.strip())}).mappings().first()
+    params = {"h": hash_token(token.strip())}
+    result = (prepared.execute(conn, _AUTH_SQL.text, params, types=(("h", "text"),)) if prepare
+              else conn.execute(_AUTH_SQL, params))
+    row = result.mappings().first()
     if row is None:
         raise Unauthorized("unknown token: send `Authorization: Bearer <token>` with a token"
                            " from `gridgov users add`", field="Authorization")

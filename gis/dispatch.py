@@ -51,6 +51,10 @@ class DispatchSettings(BaseSettings):
     live_heartbeat_s: float = 15.0
     live_max_stream_s: float = Field(default=900, description="Streams end; clients resume.")
     live_buffer: int = Field(default=2000, description="Events kept for Last-Event-ID.")
+    prepared_statements: bool = Field(
+        default=True, description="Run the nearest queries (and the nearest endpoints' token"
+        " lookup) as server-side prepared statements, planned once per connection; false"
+        " behind a transaction-pooling proxy such as PgBouncer in transaction mode.")
 
     @property
     def history_interval_s(self) -> float:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 
 from api.deps import ConnDep
-from api.routes.responders import AuthDep, SettingsDep, point_param
+from api.routes.responders import AuthDep, JSONBody, SettingsDep, point_param
 from api.schemas import feature_collection, parse_bbox
+from api.security import Access, authorised
 from gis import dispatch, nearest
 from gis.nearest import NearestQuery
 
@@ -33,10 +35,13 @@ def facility_types(conn: ConnDep, principal: AuthDep) -> dict:
     return {"types": dispatch.facility_types(conn)}
 
 
-@router.get("/facilities/nearest")
+AnyoneAccess = Annotated[Access, Depends(authorised(what="find facilities", read_only=True))]
+
+
+# As nearest responders: one threadpool hop in all (``api.security.Access``).
+@router.get("/facilities/nearest", response_model=None, response_class=JSONBody)
 def nearest_facilities(
-    conn: ConnDep,
-    principal: AuthDep,
+    access: AnyoneAccess,
     settings: SettingsDep,
     lon: Annotated[float, Query(description="longitude (or x in `crs`)")],
     lat: Annotated[float, Query(description="latitude (or y in `crs`)")],
@@ -51,10 +56,12 @@ def nearest_facilities(
     crs_: Annotated[str | None, Query(alias="crs")] = None,
     jurisdiction: Annotated[str | None, Query(
         description="jurisdiction code; default: the one whose roads are nearest")] = None,
-) -> dict:
+) -> Response:
     """Nearest facilities, ranked by geodesic distance (straight) or by ETA (road)."""
-    x, y = point_param(lon, lat, crs_)
-    jid = dispatch.jurisdiction_id(conn, jurisdiction)
-    q = NearestQuery(lon=x, lat=y, k=k, mode=mode, type=type, route=route,  # type: ignore[arg-type]
-                     direction=direction, jurisdiction_id=jid)
-    return nearest.nearest(conn, q, settings=settings, kind="facilities")
+    with access.connect(prepare=settings.prepared_statements) as (conn, _):
+        x, y = point_param(lon, lat, crs_)
+        jid = dispatch.jurisdiction_id(conn, jurisdiction)
+        q = NearestQuery(lon=x, lat=y, k=k, mode=mode, type=type, route=route,  # type: ignore[arg-type]
+                         direction=direction, jurisdiction_id=jid)
+        body = nearest.nearest(conn, q, settings=settings, kind="facilities")
+    return JSONBody(body)

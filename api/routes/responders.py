@@ -9,15 +9,18 @@ refused item).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from api.deps import ConnDep, commit
 from api.schemas import feature_collection, parse_bbox
-from api.security import get_principal, require
+from api.security import Access, authorised, get_principal, require
 from gis import crs, dispatch, nearest
 from gis.areas import check_lonlat
 from gis.auth import Principal
@@ -130,12 +133,28 @@ def create_responder(conn: ConnDep, principal: ManageDep, settings: SettingsDep,
     return _feature(row)
 
 
-# response_model=None: a sync handler's return value is otherwise validated against `dict` in
-# one more threadpool hop; the body is built here, there is nothing to validate.
-@router.get("/responders/nearest", response_model=None)
+class JSONBody(JSONResponse):
+    """JSON rendered where the response is made (in the handler's worker thread), with the
+    encoding FastAPI would give the same ``dict`` (datetimes as ISO 8601…), but without walking
+    the whole body through ``jsonable_encoder`` on the event loop first: only the values
+    ``json`` cannot write itself go through it."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
+                          separators=(",", ":"), default=jsonable_encoder).encode("utf-8")
+
+
+ReadAccess = Annotated[Access, Depends(authorised(*READ_ROLES, what="see responders",
+                                                  read_only=True))]
+
+
+# The hot path of dispatch: one threadpool hop in all, which checks the connection out (in
+# autocommit: it only reads), looks the token up, checks the role, runs the query, gives the
+# connection back (``Access``) and encodes the body; nothing is left to validate
+# (``response_model=None``).
+@router.get("/responders/nearest", response_model=None, response_class=JSONBody)
 def nearest_responders(
-    conn: ConnDep,
-    principal: ReadDep,
+    access: ReadAccess,
     settings: SettingsDep,
     lon: Annotated[float, Query(description="longitude (or x in `crs`)")],
     lat: Annotated[float, Query(description="latitude (or y in `crs`)")],
@@ -148,14 +167,16 @@ def nearest_responders(
     crs_: Annotated[str | None, Query(alias="crs")] = None,
     jurisdiction: Annotated[str | None, Query(
         description="jurisdiction code; default: the one whose roads are nearest")] = None,
-) -> dict:
+) -> Response:
     """Nearest responders, ranked: by geodesic distance (straight) or by ETA over the roads
     (road). ``reason`` says why fewer than k were found."""
-    x, y = point_param(lon, lat, crs_)
-    jid = dispatch.jurisdiction_id(conn, jurisdiction)
-    q = NearestQuery(lon=x, lat=y, k=k, mode=mode, status=status, skill=skill,  # type: ignore[arg-type]
-                     department=department, route=route, jurisdiction_id=jid)
-    return nearest.nearest(conn, q, settings=settings, kind="responders")
+    with access.connect(prepare=settings.prepared_statements) as (conn, _):
+        x, y = point_param(lon, lat, crs_)
+        jid = dispatch.jurisdiction_id(conn, jurisdiction)
+        q = NearestQuery(lon=x, lat=y, k=k, mode=mode, status=status, skill=skill,  # type: ignore[arg-type]
+                         department=department, route=route, jurisdiction_id=jid)
+        body = nearest.nearest(conn, q, settings=settings, kind="responders")
+    return JSONBody(body)
 
 
 def point_param(lon: float, lat: float, crs_: str | None) -> tuple[float, float]:
