@@ -36,7 +36,7 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import Connection
 
-from api.deps import ConnDep
+from api.deps import RequestConnection
 from api.security import remember_principal
 from gis import open311 as gis_open311
 from gis.auth import Principal, Unauthorized, authenticate, hash_token
@@ -123,6 +123,18 @@ def _authenticated(conn: Connection, token: str) -> Principal | None:
         return None
 
 
+def _look_up(request: Request, token: str) -> Principal | None:
+    """``_authenticated`` on a connection of its own, checked out only now (worker thread)."""
+    lazy = RequestConnection(request)
+    try:
+        found = _authenticated(lazy.get(), token)
+    except BaseException as exc:
+        lazy.close(exc)
+        raise
+    lazy.close()
+    return found
+
+
 async def _token(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if header:
@@ -162,8 +174,12 @@ def _remember(token: str, principal: Principal) -> None:
         _principals[hash_token(token)] = (time.monotonic(), principal)
 
 
-async def intake_limit(request: Request, conn: ConnDep) -> None:
-    """Router dependency: counts intake POSTs, other routes of the router pass untouched."""
+async def intake_limit(request: Request) -> None:
+    """Router dependency: counts intake POSTs, other routes of the router pass untouched.
+
+    It takes no ``ConnDep``: that would check a connection out (and back) in threadpool hops of
+    their own on every request of the cases and Open311 routers, limits on or off. Only a token
+    the limiter has not seen in the last 30 s costs a lookup."""
     limiter: IntakeLimiter | None = getattr(request.app.state, "intake_limiter", None)
     if (limiter is None or not limiter.settings.enabled or request.method != "POST"
             or not INTAKE_PATHS.match(request.url.path)):
@@ -173,7 +189,7 @@ async def intake_limit(request: Request, conn: ConnDep) -> None:
     if token is not None:
         cached = _cached_principal(token)
         if cached is None:
-            fresh = await run_in_threadpool(_authenticated, conn, token)
+            fresh = await run_in_threadpool(_look_up, request, token)
             cached = fresh or Principal()
             _remember(token, cached)
             if fresh is not None:  # authenticated just now: the route need not ask again

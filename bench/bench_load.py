@@ -40,6 +40,7 @@ import math
 import os
 import resource
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -297,6 +298,7 @@ async def open_loop(base_url: str, fx: Fixture, *, mix: dict[str, float], rate: 
     queue: asyncio.Queue[tuple[Call, float] | None] = asyncio.Queue()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     server_cpu0 = _server_cpu(server_pid)
+    backends = BackendCpu() if server_pid else None
 
     async def worker() -> None:
         conn = _Conn(host, int(port))
@@ -346,30 +348,62 @@ async def open_loop(base_url: str, fx: Fixture, *, mix: dict[str, float], rate: 
     client_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     server_cpu1 = _server_cpu(server_pid)
     cpu = {k: round(server_cpu1[k] - server_cpu0.get(k, 0.0), 1) for k in server_cpu1}
+    if backends is not None:
+        cpu["postgres"] = round(backends.stop(), 1)
     return {"outcomes": outcomes, "rss": rss, "offered_s": offered_s, "wall_s": wall_s,
             "scheduled": n, "client_cpu_s": round(client_cpu, 1), "server_cpu_s": cpu,
             "keepalive_resends": _Conn.reopened}
 
 
 def _server_cpu(pid: int | None) -> dict[str, float]:
-    """CPU seconds so far of the app (process + workers) and of the PostgreSQL backends
-    connected to the benchmark database: a load-independent measure of cost per request."""
+    """CPU seconds so far of the app (process + workers): a load-independent measure of cost
+    per request (the PostgreSQL side: ``BackendCpu``)."""
     if pid is None:
         return {}
-    out = {"app": 0.0, "postgres": 0.0}
+    out = {"app": 0.0}
     with contextlib.suppress(psutil.Error):
         proc = psutil.Process(pid)
         for p in [proc, *proc.children(recursive=True)]:
             t = p.cpu_times()
             out["app"] += t.user + t.system
-    db_name = os.environ.get("GRIDGOV_BENCH_DB_NAME", DEFAULT_DB)
-    for p in psutil.process_iter(["name", "cmdline"]):
+    return out
+
+
+def _backend_cpu(db_name: str) -> dict[tuple[int, float], float]:
+    found = {}
+    for p in psutil.process_iter(["name", "cmdline", "create_time"]):
         with contextlib.suppress(psutil.Error):
             cmd = " ".join(p.info["cmdline"] or [])
             if p.info["name"] == "postgres" and f" {db_name} " in f" {cmd} ":
                 t = p.cpu_times()
-                out["postgres"] += t.user + t.system
-    return out
+                found[(p.pid, p.info["create_time"])] = t.user + t.system
+    return found
+
+
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends of the benchmark database over a run, sampled
+    every ``every_s`` on a thread: a pool's overflow connections come and go during a run, and
+    a backend that has exited cannot be asked any more (summing the survivors at the end
+    undercounts, even below zero). Backends that appear during the run count from zero."""
+
+    def __init__(self, every_s: float = 0.25) -> None:
+        self._db = os.environ.get("GRIDGOV_BENCH_DB_NAME", DEFAULT_DB)
+        self._every_s = every_s
+        self._base = _backend_cpu(self._db)
+        self._last = dict(self._base)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            self._last.update(_backend_cpu(self._db))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self._last.update(_backend_cpu(self._db))
+        return sum(v - self._base.get(k, 0.0) for k, v in self._last.items())
 
 
 def summarise(run: dict[str, Any], kinds: list[str]) -> tuple[list[dict[str, Any]], dict]:

@@ -1,14 +1,21 @@
-"""Live changes from the database: one LISTEN connection per process, fanned out to subscribers.
+"""Live changes from the database: one change-log reader per process, fanned out to subscribers.
 
-Triggers (migrations ``0002_dispatch``, ``0004_cases_speed``) send ``NOTIFY gridgov_live`` with
-JSON payloads for every responder position/status change and every case change, the changed
-rows of one statement packed into payloads of at most ~7,000 bytes (PostgreSQL's limit is
-8,000); a statement that changed more than 5,000 cases (50,000 responders) sends one ``bulk``
-note instead, decided by counting the rows before any item is built.
-NOTIFY is delivered only on commit, so subscribers never see changes that were rolled back.
-The listener numbers events (``seq``) and keeps the last ``buffer`` of them so a reconnecting
-client can resume from its ``Last-Event-ID``; if the connection to the database drops,
-subscribers get a ``resync`` event (reload the full state) once it is back.
+Triggers (migrations ``0002_dispatch``, ``0004_cases_speed``, ``0008_intake_speed``) append JSON
+payloads to ``live_changes`` for every responder position/status change and every case change,
+the changed rows of one statement packed into payloads of at most ~7,000 bytes; a statement
+that changed more than 5,000 cases (50,000 responders) appends one ``bulk`` note instead,
+decided by counting the rows before any item is built.
+
+Why a table and not ``NOTIFY``: a transaction that notifies holds one cluster-wide lock from its
+commit until the commit record is flushed, so every case intake would commit one at a time
+(group commit stops working). Appending a row costs writers nothing shared.
+
+The reader (:class:`ChangeFeed`) asks, every ``poll_s``, for the rows of the transactions that
+became visible since its previous snapshot (``pg_visible_in_snapshot``): each committed row
+exactly once, whatever order the transactions took their sequence numbers in, and rolled-back
+rows never. The listener numbers events (``seq``) and keeps the last ``buffer`` of them so a
+reconnecting client can resume from its ``Last-Event-ID``; if the connection to the database
+drops, subscribers get a ``resync`` event (reload the full state) once it is back.
 
 No web code here: the API bridges :meth:`ChangeListener.subscribe` callbacks to its streams.
 """
@@ -18,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import select
 import threading
 import time
 from collections import deque
@@ -30,17 +36,62 @@ from sqlalchemy import Engine
 
 log = logging.getLogger("gridgov.live")
 
-CHANNEL = "gridgov_live"
-
 Event = dict[str, Any]
 Callback = Callable[[Event], None]
 
+# Payloads of the transactions that the previous poll's snapshot did not see but this
+# statement does (its snapshot is pg_current_snapshot()): committed since that poll. Rows of a
+# transaction still running are not visible now and come with a later poll; the txid bound
+# (everything older than the previous snapshot's xmin was visible to it) keeps the scan short.
+_POLL_SQL = """
+SELECT CAST(pg_current_snapshot() AS text) AS snapshot, l.seq, l.payload
+  FROM (SELECT CAST(%(prev)s AS pg_snapshot) AS s) prev
+  LEFT JOIN live_changes l
+    ON l.txid >= CAST(CAST(pg_snapshot_xmin(prev.s) AS text) AS bigint)
+   AND NOT pg_visible_in_snapshot(CAST(CAST(l.txid AS text) AS xid8), prev.s)
+ ORDER BY l.seq
+"""
+_START_SQL = "SELECT CAST(pg_current_snapshot() AS text)"
+# Writers prune too (migration 0008_intake_speed); SKIP LOCKED: nobody waits for pruning.
+_PRUNE_SQL = """
+DELETE FROM live_changes WHERE seq IN (
+    SELECT seq FROM live_changes WHERE at < clock_timestamp() - interval '15 minutes'
+     ORDER BY seq LIMIT 10000 FOR UPDATE SKIP LOCKED)
+"""
+PRUNE_EVERY_S = 60.0
+
+
+class ChangeFeed:
+    """Every committed ``live_changes`` payload exactly once, from the first poll on.
+
+    Sequence numbers are taken before commit, so "everything after the last seq seen" would
+    miss a transaction that took seq 10 but committed after the one that took seq 11. The feed
+    therefore remembers the snapshot of its last poll and asks for the rows of transactions
+    that were invisible to it and are visible now. Within one poll, rows come in ``seq`` order;
+    two changes of the same row are always in commit order (the second writer waited for the
+    first one's commit before its trigger ran).
+    """
+
+    def __init__(self) -> None:
+        self.snapshot: str | None = None
+
+    def poll(self, cursor: Any) -> list[str]:
+        """Payloads committed since the previous poll (the first poll only starts the feed)."""
+        if self.snapshot is None:
+            cursor.execute(_START_SQL)
+            self.snapshot = str(cursor.fetchone()[0])
+            return []
+        cursor.execute(_POLL_SQL, {"prev": self.snapshot})
+        rows = cursor.fetchall()
+        self.snapshot = str(rows[0][0])
+        return [str(row[2]) for row in rows if row[1] is not None]
+
 
 def expand(payload: str) -> list[Event]:
-    """One NOTIFY payload → events. The triggers send ``{"type": t, "items": [...]}`` (changed
-    rows of one statement, as many as fit in ~7,000 bytes) or ``{"type": t, "op": "bulk",
-    "count": n}`` when one statement changed too many rows to stream (an import): that
-    becomes a ``resync``.
+    """One ``live_changes`` payload → events. The triggers append ``{"type": t, "items":
+    [...]}`` (changed rows of one statement, as many as fit in ~7,000 bytes) or ``{"type": t,
+    "op": "bulk", "count": n}`` when one statement changed too many rows to stream (an
+    import): that becomes a ``resync``.
 
     >>> expand('{"type": "case", "items": [{"id": 1}, {"id": 2}]}')
     [{'type': 'case', 'id': 1}, {'type': 'case', 'id': 2}]
@@ -64,13 +115,14 @@ def expand(payload: str) -> list[Event]:
 
 
 class ChangeListener:
-    """Background thread: ``LISTEN gridgov_live`` and call every subscriber for each event.
+    """Background thread: poll ``live_changes`` every ``poll_s`` and call every subscriber for
+    each event.
 
     >>> # listener = ChangeListener(engine); token = listener.subscribe(print); ...
     >>> # listener.unsubscribe(token); listener.stop()
     """
 
-    def __init__(self, engine: Engine, *, buffer: int = 2000, poll_s: float = 0.5):
+    def __init__(self, engine: Engine, *, buffer: int = 2000, poll_s: float = 0.1):
         self._engine = engine
         self._poll_s = poll_s
         self._subscribers: dict[int, Callback] = {}
@@ -161,20 +213,23 @@ class ChangeListener:
                 raw.detach()  # this connection is ours for as long as we listen
                 pg.autocommit = True
                 with pg.cursor() as cur:
-                    cur.execute(f"LISTEN {CHANNEL}")
-                self._ready.set()
-                if lost:
-                    self._publish({"type": "resync", "reason": "live feed reconnected"})
-                backoff = 0.5
-                while not self._stop.is_set():
-                    readable, _, _ = select.select([pg], [], [], self._poll_s)
-                    if not readable:
-                        continue
-                    pg.poll()
-                    while pg.notifies:
-                        note = pg.notifies.pop(0)
-                        for event in expand(note.payload):
-                            self._publish(event)
+                    # A fresh start after a reconnect (subscribers get ``resync``): the server
+                    # may be another one by now (a restore), whose transaction ids do not
+                    # continue ours.
+                    feed = ChangeFeed()
+                    feed.poll(cur)
+                    self._ready.set()
+                    if lost:
+                        self._publish({"type": "resync", "reason": "live feed reconnected"})
+                    backoff = 0.5
+                    pruned = time.monotonic()
+                    while not self._stop.wait(self._poll_s):
+                        for payload in feed.poll(cur):
+                            for event in expand(payload):
+                                self._publish(event)
+                        if time.monotonic() - pruned >= PRUNE_EVERY_S:
+                            cur.execute(_PRUNE_SQL)
+                            pruned = time.monotonic()
             except Exception as exc:  # noqa: BLE001 - reconnect on any database trouble
                 if self._stop.is_set():
                     break

@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 from api.deps import CaseConfig, CaseConfigDep, ConnDep, case_config, commit
 from api.routes.responders import SettingsDep
 from api.schemas import feature_collection, parse_bbox, utc
-from api.security import PrincipalDep, require
+from api.security import Access, PrincipalDep, authorised, require
 from gis import bulk, casequery, intake, lifecycle, media
 from gis.auth import CONTACT_ROLES, Forbidden, Principal, Unauthorized
 from gis.caseconfig import INTAKE_CHANNELS
@@ -184,6 +184,11 @@ def _store_photos(uploads: list[media.Upload], refs: list[dict[str, Any]],
 
 # --- intake -------------------------------------------------------------------------------
 
+# Intake is the hot write path: one threadpool hop in all (connection out, token looked up,
+# case written and committed, connection back: ``api.security.Access``) instead of one per
+# dependency. Who may report through which channel is decided by ``gis.intake``.
+IntakeAccess = Annotated[Access, Depends(authorised(what="report a case"))]
+
 @router.post("/cases", status_code=201, responses={
     200: {"description": "an Idempotency-Key retry: the same case, the same body"},
     201: {"description": "created"},
@@ -200,10 +205,10 @@ def _store_photos(uploads: list[media.Upload], refs: list[dict[str, Any]],
         "photos": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
 }}})
 def create_case(
-    conn: ConnDep,
-    principal: PrincipalDep,
+    access: IntakeAccess,
     body: BodyDep,
     config: CaseConfigDep,
+    dispatch_settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
     """Report a problem. JSON, or multipart with up to 5 photos (JPEG/PNG/WebP, 5 MB each).
@@ -211,20 +216,22 @@ def create_case(
     With an ``Idempotency-Key`` header a retry returns the same case (200, same body) and never
     creates a second one.
     """
-    data: CaseIn = _model(CaseIn, body.fields)
-    refs = _check_photos(body.uploads, config)
-    report = intake.Report(
-        category=data.category, channel=data.channel, lon=data.lon, lat=data.lat,
-        crs=data.crs, component_id=data.component_id, description=data.description,
-        contact=data.contact.model_dump(exclude_none=True) if data.contact else None,
-        media=refs, idempotency_key=idempotency_key,
-    )
-    result = intake.create_case(conn, report, principal=principal, settings=config.cases,
-                                calendar_settings=config.calendar)
-    # Also for a replay: the first request's photos are the same files (the fingerprint
-    # covers them); storing again restores any that went missing.
-    _store_photos(body.uploads, refs, config)
-    commit(conn)
+    prepare = dispatch_settings.prepared_statements  # off behind a transaction-mode pooler
+    with access.connect(prepare=prepare) as (conn, principal):
+        data: CaseIn = _model(CaseIn, body.fields)
+        refs = _check_photos(body.uploads, config)
+        report = intake.Report(
+            category=data.category, channel=data.channel, lon=data.lon, lat=data.lat,
+            crs=data.crs, component_id=data.component_id, description=data.description,
+            contact=data.contact.model_dump(exclude_none=True) if data.contact else None,
+            media=refs, idempotency_key=idempotency_key,
+        )
+        result = intake.create_case(conn, report, principal=principal, settings=config.cases,
+                                    calendar_settings=config.calendar, prepare=prepare)
+        # Also for a replay: the first request's photos are the same files (the fingerprint
+        # covers them); storing again restores any that went missing.
+        _store_photos(body.uploads, refs, config)
+        commit(conn)
     headers = {"Location": f"/api/cases/{result.body['id']}"}
     if not result.created:
         headers["Idempotent-Replayed"] = "true"

@@ -1,7 +1,7 @@
 """``GET /api/live``: Server-Sent Events of responder positions/status and case changes.
 
-One :class:`gis.live.ChangeListener` per app (started with the first subscriber) hears the
-database's ``NOTIFY gridgov_live``; every stream gets the events its principal may see (the
+One :class:`gis.live.ChangeListener` per app (started with the first subscriber) reads the
+database's ``live_changes`` log; every stream gets the events its principal may see (the
 :func:`live_filter` hook), a ``heartbeat`` event every ``live_heartbeat_s``, and can resume
 with ``Last-Event-ID`` from the listener's buffer (else it gets ``resync``: reload the state).
 Streams end after ``live_max_stream_s`` (EventSource reconnects by itself) and as soon as the

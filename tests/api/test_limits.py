@@ -242,3 +242,24 @@ def test_an_empty_or_unnamed_geodata_upload_is_refused_naming_the_problem() -> N
         media.check_geodata(b"", "a.geojson")
     with pytest.raises(InvalidInput, match=".exe"):
         media.check_geodata(b"{}", "a.exe")
+
+
+def test_the_limiter_checks_out_no_connection_for_routes_it_does_not_count(
+        limited: TestClient, world: CaseWorld) -> None:
+    """A connection per request of the cases router, limits on or off, cost two threadpool
+    hops of every case query; only an unseen token on an intake POST needs one now."""
+    from api.deps import get_conn
+
+    app: Any = limited.app
+    shared = app.dependency_overrides[get_conn]
+    checkouts: list[str] = []
+
+    def counting() -> Iterator[Connection]:
+        checkouts.append("out")
+        yield from shared()
+
+    app.dependency_overrides[get_conn] = counting
+    assert limited.get("/api/cases/workflow").status_code == 200
+    assert checkouts == []
+    assert limited.post("/api/cases", json=report(world)).status_code == 201
+    assert checkouts == ["out"]  # the intake itself; the public needs no token lookup

@@ -1,7 +1,8 @@
 """The live feed over a real uvicorn server on loopback, read by a real streaming HTTP client.
 
-NOTIFY is delivered on commit, so these tests commit their rows (a jurisdiction of their own,
-removed afterwards) instead of using the rolled-back ``conn`` fixture.
+The live feed reads committed changes only (``live_changes``), so these tests commit their rows
+(a jurisdiction of their own, removed afterwards) instead of using the rolled-back ``conn``
+fixture.
 """
 
 from __future__ import annotations

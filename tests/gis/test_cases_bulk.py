@@ -182,8 +182,7 @@ def _snapshot(conn: Connection, jid: int) -> dict[str, Any]:
         "SELECT day, area_id, category_id, department_id, n, n_due, n_closed, n_on_time,"
         " n_rated, sat_sum, n_handled, n_reopened, n_verify, n_verify_pass, ttc_s"
         " FROM kpi_daily ORDER BY 1, 2, 3, 4"))]
-    notes = conn.execute(text("SELECT payload FROM _notes WHERE channel = 'gridgov_live'"
-                              " ORDER BY seq")).scalars().all()
+    notes = live_notes(conn)
     live = sorted((ordinal[e["id"]], json.dumps({**e, "id": None}, sort_keys=True))
                   for p in notes for e in expand(p))
     return {"cases": [tuple(r)[1:] for r in cases],
@@ -191,19 +190,15 @@ def _snapshot(conn: Connection, jid: int) -> dict[str, Any]:
             "cells": cells, "kpi": kpi, "live": live, "n_notes": len(notes)}
 
 
-def capture_notifications(conn: Connection) -> None:
-    """Route this transaction's pg_notify calls into ``_notes`` (a NOTIFY is only delivered on
-    commit, and tests never commit): a ``public.pg_notify`` ahead of ``pg_catalog``."""
-    conn.execute(text("CREATE TEMP TABLE _notes (seq serial, channel text, payload text)"))
-    conn.execute(text(
-        "CREATE FUNCTION public.pg_notify(channel text, payload text) RETURNS void"
-        " LANGUAGE sql AS $$ INSERT INTO _notes (channel, payload) VALUES ($1, $2) $$"))
-    conn.execute(text("SET LOCAL search_path = public, pg_catalog"))
+def live_notes(conn: Connection) -> list[str]:
+    """The live-feed payloads (``live_changes``) this never-committed transaction appended."""
+    return list(conn.execute(text(
+        "SELECT payload FROM live_changes WHERE txid = CAST(CAST(pg_current_xact_id() AS text)"
+        " AS bigint) ORDER BY seq")).scalars().all())
 
 
 def _import_twice(conn: Connection, world: CaseWorld, data: str, **bulk: Any
                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
-    capture_notifications(conn)
     jid = world.city.jurisdiction_id
     results = []
     for options in (bulk, {"chunk_size": 1, "use_index": False}):
@@ -253,13 +248,11 @@ def test_bulk_import_equals_one_statement_per_row(conn: Connection,
 
 def test_large_import_sends_one_resync_note_per_chunk(conn: Connection,
                                                       routed_world: CaseWorld) -> None:
-    capture_notifications(conn)
     lon, lat = routed_world.point(2, 2)
     rows = [(i, {"lon": lon, "lat": lat, "category": "E010101",
                  "reported_at": "2025-08-01T10:00:00Z"}) for i in range(1, 12_001)]
     assert run(conn, routed_world, rows, chunk_size=6000)["inserted"] == 12_000
-    notes = conn.execute(text("SELECT payload FROM _notes WHERE channel = 'gridgov_live'"
-                              " ORDER BY seq")).scalars().all()
+    notes = live_notes(conn)
     assert [json.loads(n) for n in notes] == [{"type": "case", "op": "bulk", "count": 6000}] * 2
 
 

@@ -1,14 +1,17 @@
-"""The live-feed triggers and payloads (migration 0002_dispatch, gis.live)."""
+"""The live-feed triggers and payloads (migrations 0002_dispatch, 0008_intake_speed;
+gis.live)."""
 
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from gis.areas import create_jurisdiction
-from gis.live import expand
+from gis.live import ChangeFeed, expand
 
 FULL_CASES = """
 INSERT INTO cases (jurisdiction_id, category_id, channel, urgency, description, status,
@@ -59,27 +62,21 @@ def test_payloads_expand_into_one_event_per_row_and_bulk_into_a_resync() -> None
     assert expand("not json") == [] and expand("[1, 2]") == []
 
 
-def capture_notifications(conn: Connection) -> None:
-    """Route this transaction's pg_notify calls into ``_notes`` (NOTIFY is only delivered on
-    commit, and tests never commit): a ``public.pg_notify`` ahead of ``pg_catalog``."""
-    conn.execute(text("CREATE TEMP TABLE _notes (seq serial, channel text, payload text)"))
-    conn.execute(text(
-        "CREATE FUNCTION public.pg_notify(channel text, payload text) RETURNS void"
-        " LANGUAGE sql AS $$ INSERT INTO _notes (channel, payload) VALUES ($1, $2) $$"))
-    conn.execute(text("SET LOCAL search_path = public, pg_catalog"))
+THIS_TRANSACTION = "txid = CAST(CAST(pg_current_xact_id() AS text) AS bigint)"
 
 
 def live_notes(conn: Connection) -> list[str]:
-    notes = conn.execute(text("SELECT payload FROM _notes WHERE channel = 'gridgov_live'"
+    """The live-feed payloads this (never committed) transaction appended so far, then forgets
+    them so the next call returns only newer ones."""
+    notes = conn.execute(text(f"SELECT payload FROM live_changes WHERE {THIS_TRANSACTION}"
                               " ORDER BY seq")).scalars().all()
-    conn.execute(text("TRUNCATE _notes"))
+    conn.execute(text(f"DELETE FROM live_changes WHERE {THIS_TRANSACTION}"))
     return list(notes)
 
 
 @pytest.mark.parametrize("n", [25, 300, 5000])
 def test_every_changed_case_of_a_statement_is_streamed_in_payloads_under_8000_bytes(
         conn: Connection, world: dict[str, int], n: int) -> None:
-    capture_notifications(conn)
     conn.execute(text(FULL_CASES), {**world, "n": n})
     ids = conn.execute(text("SELECT id FROM cases WHERE jurisdiction_id = :j ORDER BY id"),
                        world).scalars().all()
@@ -96,7 +93,6 @@ def test_every_changed_case_of_a_statement_is_streamed_in_payloads_under_8000_by
 
 def test_a_50000_case_statement_sends_one_bulk_note_and_builds_no_items(
         conn: Connection, world: dict[str, int]) -> None:
-    capture_notifications(conn)
     conn.execute(text(FULL_CASES), {**world, "n": 50_000})
     assert live_notes(conn) == ['{"type" : "case", "op" : "bulk", "count" : 50000}']
     conn.execute(text("UPDATE cases SET status = 'handled' WHERE jurisdiction_id = :j"), world)
@@ -115,3 +111,49 @@ def test_the_bulk_decision_counts_rows_before_building_items(conn: Connection) -
     source = conn.execute(text("SELECT prosrc FROM pg_proc WHERE proname ="
                                " 'gridgov_notify_cases'")).scalar_one()
     assert source.index("count(*)") < source.index("array_agg") < source.index("gridgov_live_send")
+
+
+def test_no_trigger_function_notifies_inside_the_writing_transaction(conn: Connection) -> None:
+    """pg_notify holds one cluster-wide lock across a commit's WAL flush: every intake would
+    commit one at a time (0008_intake_speed). The feed goes through ``live_changes``."""
+    notifying = conn.execute(text(
+        "SELECT DISTINCT p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+        " WHERE NOT t.tgisinternal AND p.prosrc LIKE '%pg_notify%'")).scalars().all()
+    assert notifying == []
+
+
+@pytest.fixture
+def committed_notes(engine: Engine) -> Iterator[str]:
+    """A unique payload prefix for rows this test commits to ``live_changes``; removed after."""
+    tag = f"feed-test-{uuid.uuid4().hex[:8]}"
+    yield tag
+    with engine.begin() as c:
+        c.execute(text("DELETE FROM live_changes WHERE payload LIKE :p"), {"p": f"{tag}%"})
+
+
+def _poll(feed: ChangeFeed, engine: Engine, tag: str) -> list[str]:
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            found = [p for p in feed.poll(cur) if p.startswith(tag)]
+        raw.rollback()
+        return found
+    finally:
+        raw.close()
+
+
+def test_the_feed_gets_every_commit_once_whatever_the_commit_order(
+        engine: Engine, committed_notes: str) -> None:
+    tag, feed = committed_notes, ChangeFeed()
+    emit = text("SELECT gridgov_live_emit(:p)")
+    assert _poll(feed, engine, tag) == []  # the first poll only starts the feed
+    with engine.connect() as early, engine.connect() as late, engine.connect() as undone:
+        early.execute(emit, {"p": f"{tag} early"})   # takes the lower seq, commits last
+        late.execute(emit, {"p": f"{tag} late"})
+        undone.execute(emit, {"p": f"{tag} undone"})
+        late.commit()
+        assert _poll(feed, engine, tag) == [f"{tag} late"]
+        early.commit()
+        undone.rollback()
+    assert _poll(feed, engine, tag) == [f"{tag} early"]
+    assert _poll(feed, engine, tag) == []
