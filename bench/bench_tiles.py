@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import free_port  # noqa: E402
 from gis import db, ogc, schema  # noqa: E402
 from gis.settings import DatabaseSettings  # noqa: E402
+from gis.tiles import read_only  # noqa: E402
 from layers import tiles as layer_tiles  # noqa: E402
 from layers.registry import get_layer  # noqa: E402
 
@@ -365,12 +366,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         workloads = [w for w in workloads if w in args.only.split(",")]
     results: list[Result] = []
 
-    # The ceiling: gridgov's own SQL, straight through psycopg2.
+    # The ceiling: gridgov's own SQL, straight through psycopg2, run as the app runs it (a
+    # pooled connection in autocommit mode: gis.tiles.read_only).
     def sql_job(r: Request) -> Callable[[], bool]:
         def run() -> bool:
-            with engine.connect() as conn:
+            with engine.connect() as conn, read_only(conn) as reading:
                 assert r.sql is not None
-                r.sql(conn)
+                r.sql(reading)
             return True
         return run
 

@@ -67,6 +67,14 @@ def _geom_3857(kind: str) -> Any:
                          Computed("ST_Transform(geom, 3857)", persisted=True), deferred=True)
 
 
+def _geom_px(z: int, tolerance_units: float) -> Any:
+    # The area in the pixels of zoom z as vector tiles draw it (migration 0009_tile_speed,
+    # gis/tiles.py PixelGeom). Deferred: the ORM never needs it.
+    return mapped_column(Geometry(srid=-1, spatial_index=False),
+                         Computed(f"gridgov_tile_pixels(geom, {z}, {tolerance_units})",
+                                  persisted=True), deferred=True)
+
+
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
@@ -114,6 +122,12 @@ class Area(Base):
         Index("ix_areas_geom", "geom", postgresql_using="gist"),
         Index("ix_areas_geom_3857", "geom_3857", postgresql_using="gist",
               postgresql_where=text("valid_to IS NULL")),
+        Index("ix_areas_geom_px12", "geom_px12", postgresql_using="gist",
+              postgresql_where=text("valid_to IS NULL")),
+        Index("ix_areas_geom_px13", "geom_px13", postgresql_using="gist",
+              postgresql_where=text("valid_to IS NULL")),
+        Index("ix_areas_geom_px14", "geom_px14", postgresql_using="gist",
+              postgresql_where=text("valid_to IS NULL")),
         Index("uq_areas_current_code", "jurisdiction_id", "code", unique=True,
               postgresql_where=text("valid_to IS NULL")),
         Index("ix_areas_level_current", "jurisdiction_id", "level",
@@ -137,6 +151,9 @@ class Area(Base):
     population: Mapped[int] = mapped_column(Integer, server_default="0")
     geom: Mapped[Any] = mapped_column(_geom("MULTIPOLYGON"))
     geom_3857: Mapped[Any] = _geom_3857("MULTIPOLYGON")
+    geom_px12: Mapped[Any] = _geom_px(12, 1.0)
+    geom_px13: Mapped[Any] = _geom_px(13, 1.0)
+    geom_px14: Mapped[Any] = _geom_px(14, 0.5)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -586,6 +603,22 @@ class TileInvalidation(Base):
                                                comment="changed boxes folded into this row")
 
 
+class LiveChange(Base):
+    """The live feed's change log: payloads appended by triggers (migration 0008_intake_speed)
+    instead of ``NOTIFY``, read by ``gis.live.ChangeListener`` by transaction visibility."""
+
+    __tablename__ = "live_changes"
+    __table_args__ = (Index("ix_live_changes_txid", "txid"),)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    txid: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("(pg_current_xact_id())::text::bigint"),
+        comment="writing transaction (xid8 as bigint)")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                         server_default=text("clock_timestamp()"))
+    payload: Mapped[str] = mapped_column(
+        Text, comment="one live-feed note: {type, items} or {type, op: bulk, count}")
+
+
 class TileCaseCell(Base):
     """Case counts per tile-pyramid cell (levels 12/14/16), category (0 = all) and open/closed,
     kept exact by triggers on ``cases``; aggregated case tiles read it."""
@@ -599,6 +632,24 @@ class TileCaseCell(Base):
                                              comment="0 = all categories")
     open: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     n: Mapped[int] = mapped_column(Integer)
+
+
+class CaseTile(Base):
+    """The columns a case tile reads, in spatial order, kept exact by triggers on ``cases`` and
+    ``categories`` (migration 0009_tile_speed); case tiles read this, not ``cases``."""
+
+    __tablename__ = "case_tiles"
+    __table_args__ = (Index("ix_case_tiles_geom", "geom", postgresql_using="gist"),
+                      {"comment": "tile columns of cases in spatial order, kept by triggers"
+                                  " (migration 0009_tile_speed)"})
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    category_id: Mapped[int] = mapped_column(Integer)
+    urgency: Mapped[int] = mapped_column(SmallInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    geom: Mapped[Any] = mapped_column(_geom("GEOMETRY"))
+    category: Mapped[str | None] = mapped_column(String(16))
 
 
 class KpiDaily(Base):
@@ -662,6 +713,29 @@ class KpiArea(Base):
     for _bin in range(40):
         locals()[f"h{_bin:02d}"] = mapped_column(Integer, server_default="0", nullable=False)
     del _bin
+    ttc_s: Mapped[list[int]] = mapped_column(
+        ARRAY(Integer), server_default="{}",
+        comment="time to close of each closed case, sorted")
+
+
+class KpiAreaQuarter(Base):
+    """``kpi_area``'s rows for calendar quarters (migration 0010_kpi_speed): a long period
+    reads one row per area and whole quarter instead of three month rows (``gis/kpis.py``)."""
+
+    __tablename__ = "kpi_area_quarter"
+    __table_args__ = (Index("ix_kpi_area_quarter_area", "area_id"),)
+    period: Mapped[date] = mapped_column(Date, primary_key=True,
+                                         comment="first day of the quarter (local report days)")
+    area_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("areas.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    for _column in ("n", "n_due", "n_closed", "n_on_time", "n_rated", "sat_sum", "n_handled",
+                    "n_reopened", "n_verify", "n_verify_pass"):
+        locals()[_column] = mapped_column(Integer, server_default="0", nullable=False)
+    ttc_sum: Mapped[int] = mapped_column(BigInteger, server_default="0",
+                                         comment="sum of the times to close (s)")
+    for _column in (f"h{i:02d}" for i in range(40)):
+        locals()[_column] = mapped_column(Integer, server_default="0", nullable=False)
+    del _column
     ttc_s: Mapped[list[int]] = mapped_column(
         ARRAY(Integer), server_default="{}",
         comment="time to close of each closed case, sorted")

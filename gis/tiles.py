@@ -10,7 +10,9 @@ Tiles filter in the table's own SRID (``geom && ST_Transform(envelope, srid)``) 
 index is used, with the envelope widened by the tile buffer: a feature in the buffer is drawn
 in both tiles, and the tile cache (``gis/tilecache.py``) evicts with the same margin. Tables
 with a stored Web Mercator copy (``TableSource.geom_3857``, migration 0006_tile_geoms) are
-drawn from it, without a transform per row.
+drawn from it, without a transform per row; tables with a stored pixel copy at the tile's zoom
+(``TableSource.pixel_geoms``, migration 0009_tile_speed) draw the rows that lie inside the
+tile by moving those pixels to the tile's origin, and clip only the rows crossing its edge.
 
 >>> tile_bounds_lonlat(0, 0, 0)[0]
 -180.0
@@ -20,7 +22,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -42,8 +45,36 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 # Tile queries are short and many run at once: parallel workers only add start-up cost and
 # contend for the same cores (measured: a dense z14 case tile takes 75 ms with two workers,
-# 34 ms without, on a 2-core machine). SET LOCAL ends with the request's transaction.
-SERIAL = "SET LOCAL max_parallel_workers_per_gather = 0;"
+# 34 ms without, on a 2-core machine). SET LOCAL ends with the statement's (implicit)
+# transaction, or the request's.
+# Tiles also find their rows through the spatial index (bitmap scans) only: when the planner
+# expects many rows in a tile it prefers walking the primary key in ``ORDER BY id`` order and
+# filtering on the geometry, which reads rows all over the table: 730 ms instead of 60 ms for
+# a z14 tile with 50,000 cases in ``case_tiles`` (stored in spatial order, not by id).
+SERIAL = "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL enable_indexscan = off;"
+
+
+@contextmanager
+def read_only(conn: Connection) -> Iterator[Connection]:
+    """``conn`` in autocommit mode while the block runs, unless a transaction is already open on
+    it (tests run in one): a read that needs no transaction then sends no BEGIN, and its
+    connection goes back to the pool without a ROLLBACK round trip. Each tile is one
+    statement, so it reads from one snapshot either way, and ``SET LOCAL`` in front of it still
+    applies: a multi-statement query string is one implicit transaction block.
+
+    The driver's own ``autocommit`` flag is switched, not SQLAlchemy's isolation level:
+    resetting that level when the connection is returned costs a round trip of its own
+    (psycopg2 sends ``SET default_transaction_isolation``), which is what this avoids."""
+    dbapi = conn.connection.dbapi_connection
+    if conn.in_transaction() or dbapi is None:
+        yield conn
+        return
+    dbapi.autocommit = True
+    try:
+        yield conn
+    finally:
+        if not getattr(dbapi, "closed", 0):
+            dbapi.autocommit = False
 
 
 def _check_ident(value: str, what: str) -> str:
@@ -75,6 +106,21 @@ class Prop:
 
 
 @dataclass(frozen=True)
+class PixelGeom:
+    """A stored copy of ``geom`` as ``ST_AsMVTGeom`` draws it at one zoom, in the pixels of the
+    whole world (4096 per tile; ``gridgov_tile_pixels``, migration 0009_tile_speed), simplified
+    by ``tolerance_units`` tile units. Only tiles asking for exactly that simplification use it.
+    """
+
+    column: str
+    tolerance_units: float
+
+    def tolerance_m(self, z: int) -> float:
+        # The same operations as LayerSpec.tolerance_m and the SQL function: equal floats.
+        return self.tolerance_units * tile_width_m(z) / MVT_EXTENT
+
+
+@dataclass(frozen=True)
 class TableSource:
     """What SQL needs to know about a table to tile it or page through its features.
 
@@ -95,12 +141,15 @@ class TableSource:
     filters: Mapping[str, str] = field(default_factory=dict)
     time_sql: str | None = None
     geom_3857: str | None = None  # a stored Web Mercator copy of ``geom`` (migration 0006)
+    pixel_geoms: Mapping[int, PixelGeom] = field(default_factory=dict)  # by zoom (0009)
 
     def __post_init__(self) -> None:
         _check_ident(self.table, "table")
         _check_ident(self.geom, "geometry column")
         if self.geom_3857 is not None:
             _check_ident(self.geom_3857, "Web Mercator geometry column")
+        for pixel in self.pixel_geoms.values():
+            _check_ident(pixel.column, "pixel geometry column")
         for name in self.filters:
             _check_ident(name, "filter name")
 
@@ -166,17 +215,57 @@ def tiles_touching(bbox: Sequence[float], z: int, margin_units: float,
 
 # --- feature tiles ------------------------------------------------------------------------
 
-@lru_cache(maxsize=512)
-def _feature_tile_sql(source: TableSource, filters: frozenset[str], simplify: bool) -> TextClause:
-    # Rows are chosen on ``geom`` in the table's own SRID, as always: the candidates (and so
-    # which rows fill a tile that reaches its limit) stay exactly those of the GiST index on
-    # ``geom``. They are drawn from the stored Web Mercator copy when the table has one (no
-    # transform per row per request: a z12 grid tile went from 23 to 17 ms), else transformed.
+def pixel_margin(z: int) -> int:
+    """Pixels by which a stored pixel geometry must stay inside a tile's clip box to be drawn
+    without clipping: bounding-box operators compare float4 boxes, rounded outwards by up to
+    one float4 step at the size of the world's pixel coordinates (``4096 << z``), on both
+    sides of the comparison."""
+    step = 2.0 ** max(0, z + 12 - 23)
+    return int(2 * step) + 1
+
+
+def _mvt_geom_sql(source: TableSource, simplify: bool, pixel: PixelGeom | None) -> str:
+    """The SQL of a row's tile geometry. Without a stored pixel copy: ``ST_AsMVTGeom`` of the
+    stored Web Mercator copy (no transform per row per request: a z12 grid tile went from 23
+    to 17 ms) or of the transformed geometry. With one: rows whose pixels lie well inside the
+    clip box are just moved by the tile's origin — the affine, the snap and wagyu's pass gave
+    those pixels already, when the row was written — and only rows crossing it are clipped."""
     geom = f"ST_Transform(t.{source.geom}, {WEB_MERCATOR})"
     if source.geom_3857 is not None:
         geom = f"t.{source.geom_3857}"
     if simplify and source.geometry != "point":
         geom = f"ST_Simplify({geom}, :tolerance, true)"
+    mvt = f"ST_AsMVTGeom({geom}, ST_TileEnvelope(:z, :x, :y), :extent, :buffer, true)"
+    if pixel is None:
+        return mvt
+    px = f"t.{pixel.column}"
+    inside = f"{px} @ ST_MakeEnvelope(:px0, :py0, :px1, :py1, {WEB_MERCATOR})"
+    return f"CASE WHEN {inside} THEN ST_Translate({px}, :pdx, :pdy) ELSE {mvt} END"
+
+
+def _pixel_params(z: int, x: int, y: int, buffer: int) -> dict[str, int]:
+    inset = buffer - pixel_margin(z)
+    return {"px0": x * MVT_EXTENT - inset, "py0": y * MVT_EXTENT - inset,
+            "px1": (x + 1) * MVT_EXTENT + inset, "py1": (y + 1) * MVT_EXTENT + inset,
+            "pdx": -x * MVT_EXTENT, "pdy": -y * MVT_EXTENT}
+
+
+def pixel_geom_for(source: TableSource, z: int, tolerance_m: float, extent: int
+                   ) -> PixelGeom | None:
+    """The stored pixel copy a tile at ``z`` can be drawn from, if any."""
+    pixel = source.pixel_geoms.get(z)
+    if pixel is None or extent != MVT_EXTENT or pixel.tolerance_m(z) != tolerance_m:
+        return None
+    return pixel
+
+
+@lru_cache(maxsize=512)
+def _feature_tile_sql(source: TableSource, filters: frozenset[str], simplify: bool,
+                      pixel: PixelGeom | None = None) -> TextClause:
+    # Rows are chosen on ``geom`` in the table's own SRID, as always: the candidates (and so
+    # which rows fill a tile that reaches its limit) stay exactly those of the GiST index on
+    # ``geom``.
+    geom = _mvt_geom_sql(source, simplify, pixel)
     props = ",\n               ".join(f"{p.mvt_sql()} AS {p.name}" for p in source.props
                                      if p.in_tiles)
     search = "ST_Expand(ST_TileEnvelope(:z, :x, :y), :margin)"
@@ -186,8 +275,7 @@ def _feature_tile_sql(source: TableSource, filters: frozenset[str], simplify: bo
     conditions += [f"({source.filters[name]})" for name in sorted(filters)]
     return text(f"""{SERIAL}
         SELECT ST_AsMVT(q.*, :layer, :extent, 'mvtgeom', 'fid') FROM (
-            SELECT ST_AsMVTGeom({geom}, ST_TileEnvelope(:z, :x, :y), :extent, :buffer, true)
-                       AS mvtgeom,
+            SELECT {geom} AS mvtgeom,
                    {source.id_sql} AS fid,
                    {props}
               FROM {source.table} t {source.joins}
@@ -223,12 +311,15 @@ def feature_tile(
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidInput(f"{source.table} cannot be filtered by {name!r}", field=name)
-    sql = _feature_tile_sql(source, frozenset(filters), tolerance_m > 0)
+    pixel = pixel_geom_for(source, z, tolerance_m, extent)
+    sql = _feature_tile_sql(source, frozenset(filters), tolerance_m > 0, pixel)
     params: dict[str, Any] = {
         "layer": layer, "z": z, "x": x, "y": y, "extent": extent, "buffer": buffer,
         "margin": tile_width_m(z) * buffer / extent, "limit": limit, "tolerance": tolerance_m,
         **source.where_params,
     }
+    if pixel is not None:
+        params.update(_pixel_params(z, x, y, buffer))
     params.update({f"f_{name}": bind_value(value) for name, value in filters.items()})
     data = conn.execute(sql, params).scalar()
     return bytes(data) if data else b""

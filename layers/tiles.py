@@ -48,9 +48,9 @@ def render_tile(conn: Connection, layer: LayerSpec, z: int, x: int, y: int,
             return tiles.case_cells_tile(conn, layer=agg.name, grid=grid,
                                          category_patterns=filters.get("category"),
                                          open_only=open_only)
-        return tiles.point_cells_tile(conn, layer.source, layer=agg.name, grid=grid,
+        return tiles.point_cells_tile(conn, layer.tiles_from, layer=agg.name, grid=grid,
                                       open_sql=agg.open_sql, filters=filters)
-    return tiles.feature_tile(conn, layer.source, layer=layer.name, z=z, x=x, y=y,
+    return tiles.feature_tile(conn, layer.tiles_from, layer=layer.name, z=z, x=x, y=y,
                               filters=filters, tolerance_m=layer.tolerance_m(z),
                               limit=layer.limit, buffer=layer.buffer)
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep
+from api.routes.tiles import LazyConnDep, in_one_hop
 from gis import ogc
 from gis import tiles as gis_tiles
 from gis.errors import InvalidInput, NotFound
@@ -168,9 +169,9 @@ def _split_params(request: Request, layer: LayerSpec) -> dict[str, str]:
 
 
 @router.get("/collections/{collectionId}/items")
-def items(
+async def items(
     request: Request,
-    conn: ConnDep,
+    lazy: LazyConnDep,
     collection_id: Annotated[str, Path(alias="collectionId")],
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs")] = None,
@@ -193,8 +194,10 @@ def items(
     )
     start, end = ogc.parse_interval(datetime_)
     query = ogc.FeatureQuery(query.bbox, start, end, query.filters)
-    features, returned, matched = ogc.features_page(conn, layer.source, query, limit=limit,
-                                                    offset=offset)
+    # Parsing runs on the event loop; the query takes one thread hop with its connection.
+    features, returned, matched = await in_one_hop(
+        lazy, lambda conn: ogc.features_page(conn, layer.source, query, limit=limit,
+                                             offset=offset))
     base = f"{_base(request)}/ogc/collections/{layer.name}/items"
     kept = [(k, v) for k, v in request.query_params.multi_items()
             if k not in ("limit", "offset", "f")]

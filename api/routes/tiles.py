@@ -6,14 +6,15 @@ brought up to date with the database's change log before each lookup (``gis/tile
 
 The tile handler runs on the event loop and takes a database connection only when it needs
 one (a cache miss, or a change-log poll at most every ``poll_interval_s``): a cache hit costs
-no database round trip and no thread hop.
+no database round trip and no thread hop, and a miss costs one hop, in which the connection is
+checked out, used and given back.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Generator, Mapping
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
@@ -35,6 +36,7 @@ router = APIRouter(tags=["tiles"])
 
 MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 FILTER_PARAMS = ("status", "category", "since", "until")
+T = TypeVar("T")
 
 StatusQ = Annotated[str | None, Query(description="comma list: open, closed or statuses")]
 CategoryQ = Annotated[str | None, Query(description="comma list of category codes/types")]
@@ -114,6 +116,25 @@ async def lazy_conn(request: Request) -> AsyncIterator[LazyConnection]:
 LazyConnDep = Annotated[LazyConnection, Depends(lazy_conn)]
 
 
+async def in_one_hop(lazy: LazyConnection, work: Callable[[Connection], T]) -> T:
+    """Read-only ``work(conn)`` in one thread hop that also checks the connection out and gives
+    it back, instead of a hop to check out, one to work and one after the response to give it
+    back (a sync handler with ``ConnDep``); see ``gis.tiles.read_only`` for the round trip
+    it saves as well."""
+
+    def call() -> T:
+        try:
+            with gis_tiles.read_only(lazy.get()) as conn:
+                result = work(conn)
+        except BaseException:
+            lazy.close(failed=True)
+            raise
+        lazy.close()
+        return result
+
+    return await run_in_threadpool(call)
+
+
 def _etag_matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
@@ -148,19 +169,19 @@ async def tile(
     cache: TileCache = request.app.state.tile_cache
     key = (spec.mvt_layer(z), z, x, y, filter_key(values))
 
-    def fetch() -> Entry:
-        # One thread hop for the poll (when due) and the render (on a miss).
-        cache.sync(lazy.get())
+    def fetch(conn: Connection) -> Entry:
+        # The poll (when due) and the render (on a miss), in one hop.
+        cache.sync(conn)
         found = cache.get(key)
         if found is not None:
             return found
         generation = cache.generation(key[0])
-        data = layer_tiles.render_tile(lazy.get(), spec, z, x, y, values)
+        data = layer_tiles.render_tile(conn, spec, z, x, y, values)
         return cache.put(key, data, generation=generation)
 
     entry = None if cache.poll_due() else cache.get(key)
     if entry is None:
-        entry = await run_in_threadpool(fetch)
+        entry = await in_one_hop(lazy, fetch)
     headers = {"ETag": entry.etag, "Cache-Control": spec.cache_control}
     if _etag_matches(request.headers.get("if-none-match"), entry.etag):
         return Response(status_code=304, headers=headers)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 import mapbox_vector_tile
 import mercantile
 import pytest
@@ -191,3 +194,32 @@ def test_cases_table_survives_injection_attempts(client: TestClient, city: MapCi
     for value in INJECTIONS:
         client.get(_url("cases"), params={"status": value})
     assert len(_features(client, "cases")) == 4
+
+
+def _record_connection_use(client: TestClient, conn: Connection) -> list[tuple[str, int]]:
+    """Swap the app's connection provider for one recording the threads it runs in."""
+    from api.deps import get_conn
+
+    events: list[tuple[str, int]] = []
+
+    def provider() -> Iterator[Connection]:
+        events.append(("open", threading.get_ident()))
+        yield conn
+        events.append(("close", threading.get_ident()))
+
+    client.app.dependency_overrides[get_conn] = provider  # type: ignore[attr-defined]
+    return events
+
+
+def test_a_rendered_tile_takes_and_returns_its_connection_in_one_hop(
+        client: TestClient, city: MapCity, conn: Connection) -> None:
+    events = _record_connection_use(client, conn)
+    assert client.get(_url("grids")).status_code == 200
+    assert [e for e, _ in events] == ["open", "close"] and events[0][1] == events[1][1]
+
+
+def test_a_feature_page_takes_and_returns_its_connection_in_one_hop(
+        client: TestClient, city: MapCity, conn: Connection) -> None:
+    events = _record_connection_use(client, conn)
+    assert client.get("/ogc/collections/grids/items", params={"limit": "2"}).status_code == 200
+    assert [e for e, _ in events] == ["open", "close"] and events[0][1] == events[1][1]

@@ -74,3 +74,12 @@ def test_aggregate_cache_margin_covers_a_cell() -> None:
     policies = cache_policies()
     assert policies["cases_agg"].margin_units >= 4096 / 16
     assert policies["cases"].tables == ("cases", "categories")
+
+
+def test_case_tiles_read_from_the_copy_publish_the_layers_properties_and_filters() -> None:
+    """``case_tiles`` (migration 0009) must not change what a case tile documents."""
+    spec = get_layer("cases")
+    assert spec.tiles_from.table == "case_tiles" and spec.source.table == "cases"
+    assert [(p.name, p.type) for p in spec.tiles_from.props if p.in_tiles] == [
+        (p.name, p.type) for p in spec.source.props if p.in_tiles]
+    assert set(spec.tiles_from.filters) == set(spec.source.filters)
