@@ -16,11 +16,21 @@ kept so that the figures stay comparable with the earlier runs.)
 Each line prints the peer's time and ours from the same run, and the ratio; the peer queries
 run with a statement timeout (``--peer-timeout``): a peer that hits it is reported as
 "> timeout". Results go to ``bench/results/analysis-*.json``.
+
+KPI lines: ours is the fastest of ``--kpi-repeat`` warm runs (each printed, with the load
+average), plus the CPU time of one more run with parallel query off (client process + its
+PostgreSQL backend, read from ``/proc``): on a shared machine the CPU time moves far less with
+the load than the wall clock. ``--close-cases N`` then times the database side of closing N
+cases (the status update and the ``close`` event, every trigger included, rolled back),
+alternately with and without the quarter rollup's triggers (migration 0010_kpi_speed).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import os
+import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -108,6 +118,9 @@ def peer(engine: Any, sql: str, params: dict[str, Any], timeout_s: int) -> tuple
 
 
 def ours(engine: Any, fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    # Garbage from the previous query is collected before, not during, the timed call (a
+    # full collection walks every live object: 20,000-row results add 10⁶ references).
+    gc.collect()
     started = time.perf_counter()
     with engine.connect() as conn:
         result = fn(conn, *args, **kwargs)
@@ -175,6 +188,10 @@ def main() -> None:
                          "(last whole quarter), or any period of /api/kpis (2026, 2026-Q3, "
                          "365d, …); default month,365d")
     ap.add_argument("--kpi-levels", default="street,grid", help="comma-separated levels")
+    ap.add_argument("--kpi-repeat", type=int, default=3,
+                    help="runs of ours per KPI line after a warm-up (the fastest is reported)")
+    ap.add_argument("--close-cases", type=int, default=40,
+                    help="cases closed (and rolled back) to time the rollup triggers; 0: skip")
     args = ap.parse_args()
     if args.quick:
         args.grids, args.cases, args.db = 1000, 50_000, args.db + "_quick"
@@ -211,6 +228,8 @@ def main() -> None:
     if not args.only_kpis:
         coverage_part(args, eng, j, ftype, srid, has_pgr, rows, payload)
     kpi_part(args, eng, j, rows, payload)
+    if args.close_cases:
+        close_part(args, eng, j, rows, payload)
     print(table(f"Analysis benchmark — {grids:,} grids, {buildings:,} buildings, "
                 f"{facilities:,} facilities, {cases:,} cases ({info['date']}, "
                 f"{info['cores']} cores, load {info['load_avg_1m']})",
@@ -292,9 +311,23 @@ def kpi_part(args: Any, eng: Any, j: int, rows: list[list[Any]], payload: dict[s
     periods = [named.get(p.strip(), p.strip()) for p in args.kpi_periods.split(",")]
     for level in (lv.strip() for lv in args.kpi_levels.split(",")):
         for period in periods:
+            fast = slow = None  # the previous line's results are not kept alive
             kq = kpis.KpiQuery(level=level, period=period, jurisdiction_id=j)
-            ours(eng, kpis.compute_kpis, kq)  # warm the cache of the plan and pages
-            fast, t_fast = ours(eng, kpis.compute_kpis, kq)
+            # One "now" for ours and the peer: "due to close" counts the open cases past
+            # their deadline, and deadlines pass during the peer's minute.
+            now = datetime.now(UTC)
+            ours(eng, kpis.compute_kpis, kq, now=now)  # warm the cache of the plan and pages
+            times = []
+            for _ in range(max(1, args.kpi_repeat)):
+                fast = None  # not alive during the next run either
+                fast, t_run = ours(eng, kpis.compute_kpis, kq, now=now)
+                times.append(t_run)
+            t_fast = min(times)
+            cpu = cpu_seconds(eng, kpis.compute_kpis, kq, now=now)
+            load = os.getloadavg()[0]
+            print(f"[bench] KPIs by {level}, {period}: ours {t_fast:.3f} s (runs "
+                  f"{', '.join(f'{t:.3f}' for t in times)}; CPU {fmt_cpu(cpu)}), "
+                  f"load {load:.1f}", flush=True)
             if args.skip_peers:
                 slow, t_slow = None, float("inf")
             else:
@@ -303,21 +336,94 @@ def kpi_part(args: Any, eng: Any, j: int, rows: list[list[Any]], payload: dict[s
                     conn.execute(text(f"SET statement_timeout = {tmo * 1000}"))
                     try:
                         slow = kpis.compute_kpis(conn, kpis.KpiQuery(
-                            level=level, period=period, jurisdiction_id=j, engine="cases"))
+                            level=level, period=period, jurisdiction_id=j, engine="cases"),
+                            now=now)
                         t_slow = time.perf_counter() - started
                     except OperationalError:
                         slow, t_slow = None, float("inf")
-            same = slow is not None and all(
-                fast["total"][k] == slow["total"][k]
-                for k in ("n", "n_due", "n_closed", "n_on_time", "mean_ttc_h", "p90_ttc_h"))
-            same = same and slow is not None and [
-                (r["key"], r["n"], r["mean_ttc_h"], r["p90_ttc_h"]) for r in fast["rows"]] == [
-                (r["key"], r["n"], r["mean_ttc_h"], r["p90_ttc_h"]) for r in slow["rows"]]
+            # every field of the total and of every row (counts, rates, mean, p90, score, rank)
+            same = slow is not None and fast["total"] == slow["total"] and \
+                fast["rows"] == slow["rows"]
             rows.append([f"KPIs by {level}, period {period} ({fast['total']['n']:,} cases)"
                          + ("" if same or slow is None else " DIFFERENT"),
-                         secs(t_slow, tmo), f"{t_fast:.3f} s", ratio(t_slow, t_fast)])
+                         secs(t_slow, tmo), f"{t_fast:.3f} s (CPU {fmt_cpu(cpu)})",
+                         ratio(t_slow, t_fast)])
             payload["results"][f"kpis_{level}_{period}"] = {
-                "peer_s": t_slow, "ours_s": t_fast, "same": same, "n": fast["total"]["n"]}
+                "peer_s": t_slow, "ours_s": t_fast, "ours_runs_s": times,
+                "ours_cpu_s": cpu, "load_1m": load, "same": same, "n": fast["total"]["n"]}
+
+
+def _backend_cpu(pid: int) -> float | None:
+    """utime + stime of a PostgreSQL backend of this machine (None: not readable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(engine: Any, fn: Any, *args: Any, **kwargs: Any) -> tuple[float, float | None]:
+    """(client CPU, server CPU) of one call, with parallel query off so that the backend does
+    all of the server's work: on a shared machine CPU time says more than the wall clock."""
+    gc.collect()
+    with engine.connect() as conn:
+        conn.execute(text("SET max_parallel_workers_per_gather = 0"))
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        server, client = _backend_cpu(pid), time.process_time()
+        fn(conn, *args, **kwargs)
+        client = time.process_time() - client
+        after = _backend_cpu(pid)
+        conn.execute(text("RESET max_parallel_workers_per_gather"))
+    return client, (after - server if after is not None and server is not None else None)
+
+
+def fmt_cpu(cpu: tuple[float, float | None]) -> str:
+    client, server = cpu
+    if server is None:
+        return f"{client:.2f} s client"
+    return f"{client + server:.2f} s = {client:.2f} client + {server:.2f} server"
+
+
+# The triggers migration 0010_kpi_speed added: disabled (inside the rolled-back transaction)
+# for the "without" side of the case-close timing.
+QUARTER_TRIGGERS = ("kpi_daily_quarter_insert", "kpi_daily_quarter_update",
+                    "kpi_daily_quarter_delete")
+
+
+def close_part(args: Any, eng: Any, j: int, rows: list[list[Any]], payload: dict[str, Any]
+               ) -> None:
+    """The database side of closing a case (``UPDATE cases`` to closed + the ``close`` event,
+    every trigger included), each rolled back; alternately with and without the quarter
+    rollup's triggers. Median of ``--close-cases`` cases."""
+    with eng.connect() as conn:
+        ids = conn.execute(text(
+            "SELECT id FROM cases WHERE jurisdiction_id = :j AND status = 'verified'"
+            " ORDER BY reported_at DESC LIMIT :n"), {"j": j, "n": args.close_cases}
+        ).scalars().all()
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for i, case_id in enumerate(ids):
+        for with_quarters in ((True, False) if i % 2 else (False, True)):
+            with eng.connect() as conn:
+                if not with_quarters:
+                    for trigger in QUARTER_TRIGGERS:
+                        conn.execute(text(f"ALTER TABLE kpi_daily DISABLE TRIGGER {trigger}"))
+                started = time.perf_counter()
+                conn.execute(text("UPDATE cases SET status = 'closed', closed_at = now()"
+                                  " WHERE id = :id"), {"id": case_id})
+                conn.execute(text(
+                    "INSERT INTO case_events (case_id, action, from_state, to_state)"
+                    " VALUES (:id, 'close', 'verified', 'closed')"), {"id": case_id})
+                times[with_quarters].append(time.perf_counter() - started)
+                conn.rollback()
+    with_q, without_q = (statistics.median(times[k]) * 1000 for k in (True, False))
+    load = os.getloadavg()[0]
+    print(f"[bench] closing a case: {with_q:.1f} ms with the quarter rollup, {without_q:.1f} ms"
+          f" without (median of {len(ids)}), load {load:.1f}", flush=True)
+    rows.append([f"closing a case, database side (median of {len(ids)}, rolled back)",
+                 f"{without_q:.1f} ms (without the quarter rollup)", f"{with_q:.1f} ms",
+                 f"{with_q / without_q:.2f}× the time"])
+    payload["results"]["close_case_ms"] = {"with_quarters": with_q, "without": without_q,
+                                           "n": len(ids), "load_1m": load}
 
 
 if __name__ == "__main__":

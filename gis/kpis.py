@@ -16,7 +16,9 @@ jurisdiction, ``since`` inclusive, ``until`` exclusive), evaluated now:
 ============================  ================================================================
 
 Two engines give the same numbers: ``rollup`` (default) reads ``kpi_daily`` (migration
-0002_analysis, kept exact by triggers) plus the few open cases whose deadline is still ahead;
+0002_analysis, kept exact by triggers) — by area without a category its per-area sums
+``kpi_area`` and ``kpi_area_quarter`` (0006_kpi_fast, 0010_kpi_speed) — plus the few open
+cases whose deadline is still ahead;
 ``cases`` computes everything from ``cases`` and ``case_events`` directly (reference, tests,
 and ``by=responder``, which the rollup does not key on).
 
@@ -42,6 +44,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
 from sqlalchemy import Connection, text
 
 from gis.areas import default_jurisdiction, level_rank, levels
@@ -209,6 +212,8 @@ def _rollup(where_area: str, cat_filter: str) -> str:
 def _not_yet_due(where_area: str, cat_filter: str) -> str:
     """Open cases whose deadline is still ahead: counted as due by the rollup, not due now."""
     zeros = ", ".join(f"0 AS {c}" for c in COUNT_COLUMNS if c not in ("n_due",))
+    # The areas only for their validity: a join per open case (5·10⁴ in a year) otherwise.
+    join_areas = "JOIN areas ca ON ca.id = c.area_id" if "ca." in where_area else ""
     return f"""
         SELECT CAST(c.reported_at AT TIME ZONE j.timezone AS date) AS day, c.area_id,
                c.category_id, COALESCE(c.department_id, 0) AS department_id,
@@ -216,9 +221,9 @@ def _not_yet_due(where_area: str, cat_filter: str) -> str:
                CAST('{{}}' AS integer[]) AS ttc_s, {zeros}
           FROM cases c
           JOIN jurisdictions j ON j.id = c.jurisdiction_id
-          JOIN areas ca ON ca.id = c.area_id
+          {join_areas}
          WHERE c.jurisdiction_id = :j AND c.status NOT IN ('closed', 'rejected')
-           AND c.due_at > CAST(:now AS timestamptz) AND {_PERIOD}
+           AND c.due_at > CAST(:now AS timestamptz) AND {_PERIOD} AND c.area_id IS NOT NULL
            {where_area} {cat_filter}
     """
 
@@ -397,8 +402,55 @@ def _area_groups(conn: Connection, q: KpiQuery) -> tuple[int, list[int], list[st
 _KPI_WORK_MEM = "256MB"
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """Summed counts, mean and p90 time to close (s) of each group, as columns: row ``i`` is
+    group ``keys[i]``, the last row the whole selection. Columns rather than a dict per group:
+    20,000 grids are scored and ranked with numpy instead of 20,000 Python objects."""
+
+    keys: list[str]
+    counts: np.ndarray  # int64, (groups + 1) × COUNT_COLUMNS
+    mean: np.ndarray  # float64, NaN: no closed case
+    p90: np.ndarray
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]]) -> _Facts:
+        groups = [r for r in rows if r["gkey"] is not None]
+        total = next((r for r in rows if r["gkey"] is None), {})
+        ordered = [*groups, total]
+        return cls(
+            keys=[str(r["gkey"]) for r in groups],
+            counts=np.array([[int(r.get(c) or 0) for c in COUNT_COLUMNS] for r in ordered],
+                            dtype=np.int64).reshape(len(ordered), len(COUNT_COLUMNS)),
+            mean=_floats([r.get("mean_ttc_s") for r in ordered]),
+            p90=_floats([r.get("p90_ttc_s") for r in ordered]))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per group (``gkey``; None: the total) with the counts, as SQL gave them."""
+        out = []
+        for i, key in enumerate([*self.keys, None]):
+            row: dict[str, Any] = {"gkey": key}
+            row.update(zip(COUNT_COLUMNS, self.counts[i].tolist(), strict=True))
+            mean, p90 = float(self.mean[i]), float(self.p90[i])
+            row["mean_ttc_s"] = None if math.isnan(mean) else mean
+            row["p90_ttc_s"] = None if math.isnan(p90) else p90
+            out.append(row)
+        return out
+
+
+def _floats(values: Sequence[Any]) -> np.ndarray:
+    """float64 column, NaN for None (float() of a numeric rounds like PostgreSQL's cast)."""
+    return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
 def _aggregate(conn: Connection, q: KpiQuery, since: date, until: date, now: datetime,
                interval: str | None = None) -> list[dict[str, Any]]:
+    """Raw sums per group as dicts (``gkey``, counts, ``mean_ttc_s``, ``p90_ttc_s``)."""
+    return _aggregate_facts(conn, q, since, until, now, interval).rows()
+
+
+def _aggregate_facts(conn: Connection, q: KpiQuery, since: date, until: date, now: datetime,
+                     interval: str | None = None) -> _Facts:
     cat_filter = ""
     params: dict[str, Any] = {"j": q.jurisdiction_id, "since": since, "until": until,
                               "now": now, "level": q.level, "area": q.area,
@@ -480,20 +532,23 @@ def _aggregate(conn: Connection, q: KpiQuery, since: date, until: date, now: dat
         else:
             for c, i in count_at:
                 row[c] = r[i]
-    return list(merged.values())
+    return _Facts.from_rows(list(merged.values()))
 
 
 # --------------------------------------------------------------------------- by area, fast
 #
-# ``kpi_area`` (migration 0006_kpi_fast) holds per (day or month, area) the counts, the sum of
-# the times to close, their histogram in fixed bins (plain columns h00…) and the times to close
-# sorted. A level × period query reads the month rows of the whole months and the day rows of
-# the ragged ends, and gets percentile_cont's two ranks exactly in two passes:
+# ``kpi_area`` (migration 0006_kpi_fast) holds per (day or month, area) and
+# ``kpi_area_quarter`` (0010_kpi_speed) per (quarter, area) the counts, the sum of the times to
+# close, their histogram in fixed bins (plain columns h00…) and the times to close sorted. A
+# level × period query reads the period as pieces (_pieces: whole quarters, other whole
+# months, ragged ends as days or as their month less its other days) and gets
+# percentile_cont's two ranks exactly in two passes:
 #   1. per group the summed counts and histogram → the bins holding ranks ⌊0.9(n−1)⌋ and
 #      ⌈0.9(n−1)⌉ and how many values lie below them;
 #   2. only the values of those bins, sliced out of each sorted array with ``width_bucket(x,
-#      ttc_s)`` (a binary search: how many values are <= x), sorted per group, picked by rank.
-# A year of 10⁷ cases then ranks ~2·10⁵ values instead of 10⁷.
+#      ttc_s)`` (a binary search: how many values are <= x), netted, sorted per group and
+#      picked by rank in numpy.
+# A year of 10⁷ cases reads ~1.4·10⁵ rows and ranks ~6·10⁵ values instead of 10⁷.
 
 _INT4_MAX = 2**31 - 1
 _EDGES_CACHE: dict[str, list[int]] = {}
@@ -513,34 +568,39 @@ def _bins(edges: list[int]) -> list[str]:
     return [f"h{i:02d}" for i in range(len(edges) + 1)]
 
 
-def _area_facts(q: KpiQuery, bins: list[str], columns: str) -> str:
-    """Rows (area_id, counts, ttc_sum, h00…, ttc_s) of the period: ``kpi_area`` plus the open
-    cases not yet due (and, by the current grid, the cases of retired grids placed again)."""
+def _area_facts(q: KpiQuery, bins: list[str], columns: str, pieces: list[_Piece]) -> str:
+    """Rows (area_id, counts, ttc_sum, h00…, ttc_s, sg) of the period: the ``pieces`` of
+    ``kpi_area`` and ``kpi_area_quarter`` (:func:`_pieces`, bounds bound as ``p<i>_lo`` and
+    ``p<i>_hi``) plus the open cases not yet due (and, by the current grid, the cases of
+    retired grids placed again)."""
     counts = ", ".join(f"k.{c}" for c in COUNT_COLUMNS)
     hist = ", ".join(f"k.{b}" for b in bins)
     where_area = "AND ca.valid_to IS NULL" if q.basis == "current" else ""
     # No join with areas: the group lookup maps only the jurisdiction's areas (only current
     # ones by the current grid); every other area id gets no group and is dropped.
-    rollup = f"""
-        SELECT k.area_id, {counts}, k.ttc_sum, {hist}, k.ttc_s FROM kpi_area k WHERE {{when}}
-    """
-    parts = [
-        rollup.format(when="k.monthly AND k.period >= CAST(:m_since AS date)"
-                           " AND k.period < CAST(:m_until AS date)"),
-        rollup.format(when="NOT k.monthly AND k.period >= CAST(:since AS date)"
-                           " AND k.period < CAST(:m_since AS date)"),
-        rollup.format(when="NOT k.monthly AND k.period >= CAST(:m_until AS date)"
-                           " AND k.period < CAST(:until AS date)"),
-    ]
+    # Pieces taken away (a month's days outside the period) come with negated counts and
+    # sg = -1, so that pass 2 takes their values away too.
+    minus = ", ".join(f"-k.{c} AS {c}" for c in (*COUNT_COLUMNS, "ttc_sum", *bins))
+    parts = []
+    for i, (kind, _lo, _hi, sign) in enumerate(pieces):
+        table = "kpi_area_quarter" if kind == "quarter" else "kpi_area"
+        when = {"quarter": "", "month": "k.monthly AND", "day": "NOT k.monthly AND"}[kind]
+        values = f"{counts}, k.ttc_sum, {hist}" if sign > 0 else minus
+        parts.append(f"SELECT k.area_id, {values}, k.ttc_s, {sign} AS sg FROM {table} k"
+                     f" WHERE {when} k.period >= CAST(:p{i}_lo AS date)"
+                     f" AND k.period < CAST(:p{i}_hi AS date)")
     zeros = ", ".join(["0 AS ttc_sum", *(f"0 AS {b}" for b in bins)])
     counts_s = ", ".join(f"s.{c}" for c in COUNT_COLUMNS)
-    parts.append(f"SELECT s.area_id, {counts_s}, {zeros}, s.ttc_s"
-                 f" FROM ({_not_yet_due(where_area, '')}) s")
+    # one row per area: they only take away from n_due
+    open_counts = ", ".join(f"CAST(-count(*) AS integer) AS {c}" if c == "n_due" else f"0 AS {c}"
+                            for c in COUNT_COLUMNS)
+    parts.append(f"SELECT s.area_id, {open_counts}, {zeros}, CAST('{{}}' AS integer[]) AS ttc_s,"
+                 f" 1 AS sg FROM ({_not_yet_due(where_area, '')}) s GROUP BY s.area_id")
     if q.basis == "current":
         one = ", ".join(f"CAST(COALESCE(width_bucket(s.ttc_s[1], gridgov_kpi_ttc_edges()) = {i},"
                         f" false) AS integer) AS {b}" for i, b in enumerate(bins))
         parts.append(f"SELECT s.area_id, {counts_s}, COALESCE(s.ttc_s[1], 0) AS ttc_sum, {one},"
-                     " s.ttc_s FROM ("
+                     " s.ttc_s, 1 AS sg FROM ("
                      + _direct("AND ca.valid_to IS NOT NULL", "cur.id",
                                _CURRENT_GRID.format(when="true"), "") + ") s")
     return " UNION ALL ".join(f"SELECT {columns} FROM ({p}) u" for p in parts)
@@ -558,169 +618,298 @@ def _chain_cte(current_only: str) -> str:
         )"""
 
 
-def _month_span(since: date, until: date) -> tuple[date, date]:
-    """The whole months inside [since, until) as [m_since, m_until); empty: (until, until).
+_Piece = tuple[str, date, date, int]
+# What reading a month row costs, in days of day rows (a month row exists for about every area,
+# a day row for the areas with a case that day). Only speed depends on it.
+_MONTH_COST_DAYS = 4
 
-    >>> _month_span(date(2025, 11, 24), date(2026, 11, 24))
-    (datetime.date(2025, 12, 1), datetime.date(2026, 11, 1))
+
+def _month_start(d: date) -> date:
+    return d.replace(day=1)
+
+
+def _next_month(d: date) -> date:
+    return (d.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _pieces(since: date, until: date, future: date) -> list[_Piece]:
+    """How [since, until) is read: ``(kind, lo, hi, sign)`` with kind ``quarter``, ``month``
+    or ``day`` (the rows of that kind whose period is in [lo, hi), added or, sign -1, taken
+    away). Whole quarters as quarter rows, the other whole months as month rows; a ragged end
+    as its days, or as its month less the month's other days when those are fewer (days from
+    ``future`` on cost nothing: nothing is reported there yet; the trailing "365d" reads the
+    current month as one row).
+
+    >>> [p[0] + "+-"[p[3] < 0] for p in _pieces(date(2025, 11, 24), date(2026, 11, 24),
+    ...                                          date(2026, 11, 25))]
+    ['day+', 'month+', 'quarter+', 'month+', 'month+', 'day-']
+    >>> [(p[0], str(p[1]), p[3]) for p in _pieces(date(2026, 10, 25), date(2026, 11, 24),
+    ...                                           date(2026, 11, 25))]
+    [('day', '2026-10-25', 1), ('month', '2026-11-01', 1), ('day', '2026-11-24', -1)]
     """
-    m_since = since if since.day == 1 else (since.replace(day=28) + timedelta(days=4)
-                                            ).replace(day=1)
-    m_until = until.replace(day=1)
-    return (m_since, m_until) if m_since < m_until else (until, until)
+    def past_days(lo: date, hi: date) -> int:
+        return max(0, (min(hi, future) - lo).days)
 
+    def ragged(lo: date, hi: date) -> list[_Piece]:
+        """[lo, hi) inside one month: its days, or the month less its other days."""
+        if lo >= hi:
+            return []
+        start, end = _month_start(lo), _next_month(lo)
+        if _MONTH_COST_DAYS + past_days(start, lo) + past_days(hi, end) < past_days(lo, hi):
+            return [p for p in [("month", start, end, 1), ("day", start, lo, -1),
+                                ("day", hi, end, -1)] if p[1] < p[2]]
+        return [("day", lo, hi, 1)]
 
-def _p90_ranks(n: int) -> tuple[float, int, int]:
-    """percentile_cont(0.9)'s position and its two 0-based ranks among n values."""
-    pos = 0.9 * (n - 1)
-    return pos, math.floor(pos), math.ceil(pos)
+    m_since = since if since.day == 1 else _next_month(since)
+    m_until = _month_start(until)
+    if m_since > m_until:  # inside one month
+        return ragged(since, until)
+    q_since = m_since
+    while (q_since.month - 1) % 3:
+        q_since = _next_month(q_since)
+    q_until = m_until.replace(month=(m_until.month - 1) // 3 * 3 + 1)
+    if q_since >= q_until:  # no whole quarter
+        q_since = q_until = m_until
+    middle = [p for p in [("month", m_since, q_since, 1), ("quarter", q_since, q_until, 1),
+                          ("month", q_until, m_until, 1)] if p[1] < p[2]]
+    return ragged(since, m_since) + middle + ragged(m_until, until)
 
 
 def _aggregate_by_area(conn: Connection, q: KpiQuery, since: date, until: date,
                        params: dict[str, Any], *, group: tuple[str, str, str, str, list[str]]
-                       ) -> list[dict[str, Any]]:
+                       ) -> _Facts:
     join, gid, area_filter, current_only, codes = group
     edges = _ttc_edges(conn)
     bins = _bins(edges)
-    params["m_since"], params["m_until"] = _month_span(since, until)
+    # days from two days after now (UTC) are in the future in every time zone
+    pieces = _pieces(since, until, params["now"].date() + timedelta(days=2))
+    for i, (_kind, lo, hi, _sign) in enumerate(pieces):
+        params[f"p{i}_lo"], params[f"p{i}_hi"] = lo, hi
     chain = _chain_cte(current_only)
     cols1 = ", ".join(["area_id", *COUNT_COLUMNS, "ttc_sum", *bins])
-    sums = ", ".join(f"sum(x.{c}) AS {c}" for c in COUNT_COLUMNS)
-    hist = ", ".join(f"sum(x.{b})" for b in bins)
-    pass1 = f"""{chain}
-        SELECT x.gid, {sums}, sum(x.ttc_sum) / NULLIF(sum(x.n_closed), 0) AS mean_ttc_s,
-               ARRAY[{hist}] AS hist
-          FROM (SELECT {gid} AS gid, f.* FROM ({_area_facts(q, bins, cols1)}) f
+    sums = ", ".join(f"sum(x.{c}) AS {c}" for c in (*COUNT_COLUMNS, "ttc_sum", *bins))
+    totals = ", ".join(f"COALESCE(sum(g.{c}), 0) AS {c}"
+                       for c in (*COUNT_COLUMNS, "ttc_sum", *bins))
+    # Both result rows are texts of numbers separated by spaces (the groups' row: one number
+    # per group), parsed by numpy: no Python object per group. No mean: -1.
+    texts = ", ".join([
+        "string_agg(CAST(s.gid AS text), ' ')",
+        *(f"string_agg(CAST(s.{c} AS text), ' ')" for c in COUNT_COLUMNS),
+        "string_agg(CAST(COALESCE(CAST(s.ttc_sum / NULLIF(s.n_closed, 0) AS float8), -1)"
+        " AS text), ' ')",
+        f"string_agg(array_to_string(ARRAY[{', '.join(f's.{b}' for b in bins)}], ' '), ' ')"])
+    # The total is summed from the groups' sums (20,000 rows), not by a grouping set over
+    # every fact row: that doubled the 51 sums per row. Means are numeric, cast to float8
+    # like float(numeric) in Python (both round the decimal correctly); float8's text is
+    # the shortest that reads back as the same float. A group whose rows in the period were
+    # all taken away again (n = 0) has no case in the period: left out.
+    pass1 = f"""{chain}, g AS MATERIALIZED (
+        SELECT x.gid, {sums}
+          FROM (SELECT {gid} AS gid, f.* FROM ({_area_facts(q, bins, cols1, pieces)}) f
                   {join} {area_filter}) x
          WHERE x.gid >= 0
-         GROUP BY GROUPING SETS ((x.gid), ())
+         GROUP BY x.gid
+        ), t AS (SELECT -1 AS gid, {totals} FROM g)
+        SELECT false AS total, {texts} FROM g s WHERE s.n <> 0
+        UNION ALL
+        SELECT true, {texts} FROM t s
     """
     # The planner misjudges the row counts of the UNION ALL: it would sort 10⁵ wide rows for
-    # the grouping sets and for a merge join with the bounds; hashing is the right plan.
+    # the grouping and for a merge join with the bounds; hashing is the right plan.
     settings = {"work_mem": _KPI_WORK_MEM, "enable_sort": "off", "enable_mergejoin": "off"}
     previous = {k: conn.execute(text("SELECT current_setting(:k)"), {"k": k}).scalar_one()
                 for k in settings}
     for k, v in settings.items():
         conn.execute(text("SELECT set_config(:k, :v, true)"), {"k": k, "v": v})
     try:
-        result = conn.execute(text(pass1), params)
-        names = list(result.keys())
-        records = result.all()
-        rows, wanted = _locate_p90(records, names, edges, codes)
-        if wanted:
-            _pick_p90(conn, q, params, chain, gid, join, area_filter, bins, rows, wanted)
+        records = {bool(r[0]): r[1:] for r in conn.execute(text(pass1), params).all()}
+        facts, gids, hist = _pass1_facts(records[False], records[True], codes, len(bins))
+        wanted = _locate_p90(hist, edges)
+        if len(wanted):
+            _pick_p90(conn, q, params, chain, gid, join, area_filter, bins, facts, gids, wanted,
+                      pieces)
     finally:
         for k, v in previous.items():
             conn.execute(text("SELECT set_config(:k, :v, true)"), {"k": k, "v": v})
-    return list(rows.values())
+    return facts
 
 
-# (slice bounds lo_x, hi_x: values v with lo_x < v <= hi_x; ranks r_lo, r_hi inside the slice;
-#  position and its floor for the interpolation)
-_Wanted = dict[Any, tuple[int, int, int, int, float, int]]
+def _pass1_facts(groups: Sequence[str | None], total: Sequence[str | None], codes: list[str],
+                 n_bins: int) -> tuple[_Facts, np.ndarray, np.ndarray]:
+    """Pass 1's two rows of texts (gid, counts…, mean, hist; the groups', the total's) as
+    columns, the total last; the group id of each row; the histograms."""
+    width = len(COUNT_COLUMNS)
+    gids = _ints(groups[0])
+    counts = np.array([np.append(_ints(groups[1 + i]), _ints(total[1 + i]))
+                       for i in range(width)], dtype=np.int64).T.reshape(len(gids) + 1, width)
+    mean = np.append(_numbers(groups[1 + width]), _numbers(total[1 + width]))
+    hist = np.append(_ints(groups[2 + width]), _ints(total[2 + width])
+                     ).reshape(len(gids) + 1, n_bins)
+    facts = _Facts(keys=[codes[g] for g in gids.tolist()], counts=counts,
+                   mean=np.where(mean < 0, math.nan, mean), p90=np.full(len(gids) + 1, math.nan))
+    return facts, gids, hist
 
 
-def _locate_p90(records: Sequence[Any], names: list[str], edges: list[int], codes: list[str]
-                ) -> tuple[dict[Any, dict[str, Any]], _Wanted]:
-    """Pass 1's rows as result rows, and for each group with closed cases the bins (as a value
-    range) holding percentile_cont's two ranks."""
-    i_gid, i_hist, i_mean = names.index("gid"), names.index("hist"), names.index("mean_ttc_s")
-    count_at = [(c, names.index(c)) for c in COUNT_COLUMNS]
-    rows: dict[Any, dict[str, Any]] = {}
-    wanted: _Wanted = {}
-    for r in records:
-        g = r[i_gid]
-        row: dict[str, Any] = {"gkey": codes[g] if g is not None else None}
-        for c, i in count_at:
-            row[c] = r[i]
-        row["mean_ttc_s"], row["p90_ttc_s"] = r[i_mean], None
-        rows[g] = row
-        hist = [h or 0 for h in r[i_hist]]  # the () grouping set over no rows sums to NULL
-        n = sum(hist)
-        if n == 0:
-            continue
-        pos, k_lo, k_hi = _p90_ranks(n)
-        below = seen = 0
-        b_lo = b_hi = -1
-        for b, count in enumerate(hist):
-            if b_lo < 0 and seen + count > k_lo:
-                b_lo, below = b, seen
-            if seen + count > k_hi:
-                b_hi = b
-                break
-            seen += count
-        lo_x = edges[b_lo - 1] - 1 if b_lo > 0 else -1
-        hi_x = edges[b_hi] - 1 if b_hi < len(edges) else _INT4_MAX
-        wanted[g] = (lo_x, hi_x, k_lo - below, k_hi - below, pos, k_lo)
-    return rows, wanted
+# Per group with closed cases: (row in the facts, slice bounds lo_x, hi_x: values v with
+# lo_x < v <= hi_x; ranks r_lo, r_hi inside the slice; position and its floor for the
+# interpolation).
+@dataclass(frozen=True)
+class _Wanted:
+    row: np.ndarray
+    lo_x: np.ndarray
+    hi_x: np.ndarray
+    r_lo: np.ndarray
+    r_hi: np.ndarray
+    pos: np.ndarray
+    k_lo: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+
+def _locate_p90(hist: np.ndarray, edges: list[int]) -> _Wanted:
+    """For each group with closed cases (and the total), the bins (as a value range) holding
+    percentile_cont's two ranks ⌊0.9(n−1)⌋ and ⌈0.9(n−1)⌉, found on the summed histograms."""
+    n = hist.sum(axis=1)
+    row = np.flatnonzero(n > 0)
+    hist, n = hist[row], n[row]
+    pos = 0.9 * (n - 1).astype(np.float64)  # percentile_cont's position, in float8
+    k_lo, k_hi = np.floor(pos).astype(np.int64), np.ceil(pos).astype(np.int64)
+    cum = hist.cumsum(axis=1)
+    b_lo = (cum > k_lo[:, None]).argmax(axis=1)
+    b_hi = (cum > k_hi[:, None]).argmax(axis=1)
+    at = np.arange(len(row))
+    below = cum[at, b_lo] - hist[at, b_lo]
+    # bin b holds edges[b-1] <= t < edges[b]: as an integer range lo_x < t <= hi_x
+    lower = np.array([-1, *(e - 1 for e in edges)], dtype=np.int64)
+    upper = np.array([*(e - 1 for e in edges), _INT4_MAX], dtype=np.int64)
+    return _Wanted(row=row, lo_x=lower[b_lo], hi_x=upper[b_hi], r_lo=k_lo - below,
+                   r_hi=k_hi - below, pos=pos, k_lo=k_lo)
 
 
 def _pick_p90(conn: Connection, q: KpiQuery, params: dict[str, Any], chain: str, gid: str,
-              join: str, area_filter: str, bins: list[str], rows: dict[Any, dict[str, Any]],
-              wanted: _Wanted) -> None:
-    """Pass 2: the values of each group's p90 bins only; picks the ranks."""
-    groups = [g for g in wanted if g is not None]
-    params.update(b_gid=groups, b_lo=[wanted[g][0] for g in groups],
-                  b_hi=[wanted[g][1] for g in groups], b_rlo=[wanted[g][2] for g in groups],
-                  b_rhi=[wanted[g][3] for g in groups])
-    t_lo, t_hi, t_rlo, t_rhi, _pos, _k = wanted.get(None, (-1, -1, 0, 0, 0.0, 0))
-    params.update(t_lo=t_lo, t_hi=t_hi, t_rlo=t_rlo, t_n=t_rhi - t_rlo + 1)
-    # Bounds come as a joined relation: subscripting 20,000-element array constants per row
-    # cost ~1 µs each. Ranks by one sort and row_number (a per-group ordered aggregate starts
-    # a sort per group); the total's two ranks by a bounded sort (OFFSET … LIMIT).
-    pass2 = f"""{chain}, y AS MATERIALIZED (
-            SELECT b.gid, s.v, s.w
-              FROM (SELECT {gid} AS gid, f.ttc_s FROM ({_area_facts(q, bins, "area_id, ttc_s")})
-                           f {join} {area_filter}) x
-              JOIN unnest(CAST(:b_gid AS integer[]), CAST(:b_lo AS integer[]),
-                          CAST(:b_hi AS integer[])) AS b(gid, lo, hi) ON b.gid = x.gid
-             CROSS JOIN LATERAL (SELECT
-                   x.ttc_s[width_bucket(b.lo, x.ttc_s) + 1 : width_bucket(b.hi, x.ttc_s)] AS v,
-                   x.ttc_s[width_bucket(CAST(:t_lo AS integer), x.ttc_s) + 1
-                           : width_bucket(CAST(:t_hi AS integer), x.ttc_s)] AS w) s
-             WHERE cardinality(x.ttc_s) > 0
-        )
-        SELECT r.gid, r.rn, r.t
-          FROM (SELECT v.gid, v.t, row_number() OVER (PARTITION BY v.gid ORDER BY v.t) - 1 AS rn
-                  FROM (SELECT y.gid, unnest(y.v) AS t FROM y) v) r
-          JOIN unnest(CAST(:b_gid AS integer[]), CAST(:b_rlo AS integer[]),
-                      CAST(:b_rhi AS integer[])) AS k(gid, rlo, rhi)
-            ON k.gid = r.gid AND (r.rn = k.rlo OR r.rn = k.rhi)
-        UNION ALL
-        SELECT -1, CAST(:t_rlo AS bigint) + row_number() OVER () - 1, w.t
-          FROM (SELECT u.t FROM (SELECT unnest(y.w) AS t FROM y) u ORDER BY u.t
-                OFFSET CAST(:t_rlo AS bigint) LIMIT CAST(:t_n AS bigint)) w
+              join: str, area_filter: str, bins: list[str], facts: _Facts, gids: np.ndarray,
+              wanted: _Wanted, pieces: list[_Piece]) -> None:
+    """Pass 2: the values of each group's p90 bins only; picks the ranks.
+
+    Each row gives one slice of its sorted array: the values in its group's bins and in the
+    total's (one range covering both; the two are usually the same bins). The slices come
+    back as three texts (per slice its group id, negative for pieces taken away, and its
+    length; all the values) that numpy parses, nets, sorts and picks the ranks from: a sort
+    and ``row_number`` over them in SQL cost more than the slicing."""
+    is_total = wanted.row == len(facts.keys)
+    grp = ~is_total
+    if not is_total.any():  # no closed case at all: no group has any either
+        return
+    t_lo, t_hi = int(wanted.lo_x[is_total][0]), int(wanted.hi_x[is_total][0])
+    group_ids = gids[wanted.row[grp]]
+    params.update(b_gid=group_ids.tolist(), b_lo=np.minimum(wanted.lo_x[grp], t_lo).tolist(),
+                  b_hi=np.maximum(wanted.hi_x[grp], t_hi).tolist())
+    pass2 = f"""{chain}
+        SELECT string_agg(CAST(CASE WHEN x.sg > 0 THEN b.gid ELSE -1 - b.gid END AS text), ' '),
+               string_agg(CAST(cardinality(s.v) AS text), ' '),
+               string_agg(array_to_string(s.v, ' '), ' ')
+          FROM (SELECT {gid} AS gid, f.ttc_s, f.sg
+                  FROM ({_area_facts(q, bins, "area_id, ttc_s, sg", pieces)}) f
+                  {join} {area_filter}) x
+          JOIN unnest(CAST(:b_gid AS integer[]), CAST(:b_lo AS integer[]),
+                      CAST(:b_hi AS integer[])) AS b(gid, lo, hi) ON b.gid = x.gid
+         CROSS JOIN LATERAL (SELECT x.ttc_s[width_bucket(b.lo, x.ttc_s) + 1
+                                            : width_bucket(b.hi, x.ttc_s)] AS v) s
+         WHERE cardinality(x.ttc_s) > 0 AND cardinality(s.v) > 0
     """
-    picked: dict[Any, dict[int, int]] = {}
-    for g, rn, t in conn.execute(text(pass2), params).all():
-        picked.setdefault(None if g == -1 else g, {})[int(rn)] = int(t)
-    for key, (_lo, _hi, r_lo, r_hi, pos, k_lo) in wanted.items():
-        values = picked[key]
-        a, b = float(values[r_lo]), float(values[r_hi])
-        # percentile_cont's interpolation, in the same float8 arithmetic
-        rows[key]["p90_ttc_s"] = a + (b - a) * (pos - k_lo)
+    gid_text, size_text, value_text = conn.execute(text(pass2), params).one()
+    g, t = np.repeat(_ints(gid_text), _ints(size_text)), _ints(value_text)
+    sign = np.where(g < 0, -1, 1)
+    g = np.where(g < 0, -1 - g, g)
+    # each value against its own group's range (by group id)
+    lo = np.zeros(int(group_ids.max()) + 1 if len(group_ids) else 1, dtype=np.int64)
+    hi = lo.copy()
+    lo[group_ids], hi[group_ids] = wanted.lo_x[grp], wanted.hi_x[grp]
+    mine = (t > lo[g]) & (t <= hi[g])
+    g_sorted, t_sorted = _sorted_multiset(g[mine], t[mine], sign[mine])
+    start = np.searchsorted(g_sorted, group_ids, side="left")
+    a = np.empty(len(wanted), dtype=np.float64)
+    b = np.empty(len(wanted), dtype=np.float64)
+    a[grp] = t_sorted[start + wanted.r_lo[grp]]
+    b[grp] = t_sorted[start + wanted.r_hi[grp]]
+    in_total = (t > t_lo) & (t <= t_hi)
+    _zero, total_sorted = _sorted_multiset(np.zeros(int(in_total.sum()), dtype=np.int64),
+                                           t[in_total], sign[in_total])
+    a[is_total] = total_sorted[int(wanted.r_lo[is_total][0])]
+    b[is_total] = total_sorted[int(wanted.r_hi[is_total][0])]
+    # percentile_cont's interpolation, in the same float8 arithmetic
+    facts.p90[wanted.row] = a + (b - a) * (wanted.pos - wanted.k_lo)
 
 
-def _ratio(a: float, b: float) -> float | None:
-    return round(a / b, 4) if b > 0 else None
+def _sorted_multiset(g: np.ndarray, t: np.ndarray, sign: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(group, value) pairs sorted, after each pair with sign -1 took away one equal pair
+    with sign +1 (a month's values less those of its days outside the period)."""
+    pairs = g << 32 | t  # one int64 key per pair (both below 2³¹): one plain sort
+    if not (sign < 0).any():
+        pairs = np.sort(pairs)
+        return pairs >> 32, pairs & 0xFFFFFFFF
+    pairs, index = np.unique(pairs, return_inverse=True)
+    net = np.bincount(index.ravel(), weights=sign, minlength=len(pairs)).astype(np.int64)
+    pairs = np.repeat(pairs, net)  # a piece taken away is inside the month: net >= 0
+    return pairs >> 32, pairs & 0xFFFFFFFF
 
 
-_ZEROS = dict.fromkeys(COUNT_COLUMNS, 0)
+def _ints(values: str | None) -> np.ndarray:
+    """Integers from a space-separated text (``array_to_string``, ``string_agg``)."""
+    if not values:
+        return np.zeros(0, dtype=np.int64)
+    return np.fromstring(values, dtype=np.int64, sep=" ")
 
 
-def _rates(row: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = ({c: int(row.get(c) or 0) for c in COUNT_COLUMNS} if row
-                           else _ZEROS.copy())
-    n_due = out["n_due"] = max(out["n_due"], 0)
-    mean, p90 = row.get("mean_ttc_s"), row.get("p90_ttc_s")
-    out["closure_rate"] = _ratio(out["n_closed"], n_due)
-    out["on_time_rate"] = _ratio(out["n_on_time"], n_due)
-    out["mean_ttc_h"] = round(float(mean) / 3600, 2) if mean is not None else None
-    out["p90_ttc_h"] = round(float(p90) / 3600, 2) if p90 is not None else None
-    out["reopen_rate"] = _ratio(out["n_reopened"], out["n_handled"])
-    out["verify_pass_rate"] = _ratio(out["n_verify_pass"], out["n_verify"])
-    out["satisfaction"] = (round(out["sat_sum"] / out["n_rated"], 3) if out["n_rated"]
-                           else None)
+def _numbers(values: str | None) -> np.ndarray:
+    """Floats from a space-separated text of float8 values (read back exactly)."""
+    if not values:
+        return np.zeros(0, dtype=np.float64)
+    return np.fromstring(values, dtype=np.float64, sep=" ")
+
+
+_SCALE = {2: 100.0, 3: 1000.0, 4: 10000.0}
+
+
+def _rounded(values: np.ndarray, ok: np.ndarray, digits: int) -> list[float | None]:
+    """``round(v, digits)`` where ``ok``, else None, exactly as Python's ``round`` (the value's
+    exact decimal rounded half to even, then the nearest float), 20,000 at a time: ``rint(v ·
+    10^d) / 10^d`` is the same float whenever v · 10^d is not within a few ulps of a half
+    (its rounding error cannot cross the half; k / 10^d is then the correctly rounded
+    quotient Python's ``round`` also returns); the others go through ``round``."""
+    scale = _SCALE[digits]
+    with np.errstate(invalid="ignore"):
+        y = values * scale
+        clear = np.abs(np.abs(y - np.floor(y)) - 0.5) > 8 * np.spacing(np.abs(y))
+    out = (np.rint(y) / scale).astype(object)
+    for i in np.flatnonzero(ok & ~clear).tolist():
+        out[i] = round(float(values[i]), digits)
+    out[~ok] = None
+    return list(out.tolist())
+
+
+def _quotient(a: np.ndarray, b: np.ndarray, digits: int) -> list[float | None]:
+    """``round(a / b, digits)`` where b is not 0, else None (float64 division of integers
+    below 2⁵³ is the same correctly rounded quotient as Python's ``int / int``)."""
+    ok = b != 0
+    return _rounded(a / np.where(ok, b, 1), ok, digits)
+
+
+def _rate_columns(counts: np.ndarray, mean: np.ndarray, p90: np.ndarray) -> dict[str, list[Any]]:
+    """The counts and KPIs of each row of summed counts (mean and p90 in seconds, NaN:
+    none), as columns of Python values."""
+    col = {c: counts[:, i] for i, c in enumerate(COUNT_COLUMNS)}
+    col["n_due"] = np.maximum(col["n_due"], 0)  # the rollup's correction may overshoot 0
+    out: dict[str, list[Any]] = {c: col[c].tolist() for c in COUNT_COLUMNS}
+    out["closure_rate"] = _quotient(col["n_closed"], col["n_due"], 4)
+    out["on_time_rate"] = _quotient(col["n_on_time"], col["n_due"], 4)
+    out["mean_ttc_h"] = _rounded(mean / 3600, ~np.isnan(mean), 2)
+    out["p90_ttc_h"] = _rounded(p90 / 3600, ~np.isnan(p90), 2)
+    out["reopen_rate"] = _quotient(col["n_reopened"], col["n_handled"], 4)
+    out["verify_pass_rate"] = _quotient(col["n_verify_pass"], col["n_verify"], 4)
+    out["satisfaction"] = _quotient(col["sat_sum"], col["n_rated"], 3)
     return out
 
 
@@ -734,25 +923,34 @@ def _scoring(tg: dict[str, dict[str, Any]]) -> Targets:
             for kpi, spec in tg.items() if spec.get("target") is not None]
 
 
-def _score(row: dict[str, Any], scoring: Targets) -> tuple[float | None, list[str]]:
-    total = weight = 0.0
-    met = []
+def _score_columns(columns: dict[str, list[Any]], scoring: Targets, n: int
+                   ) -> tuple[list[float | None], list[list[str]]]:
+    """Per row the composite score (weighted mean of min(1, value/target) or
+    min(1, target/value) over the KPIs it has) and the KPIs whose target it meets. The sums
+    run in the targets' order, so each row's float arithmetic is that of a loop over them."""
+    total, weight = np.zeros(n), np.zeros(n)
+    met: list[list[str]] = [[] for _ in range(n)]
     for kpi, target, w, higher in scoring:
-        value = row.get(kpi)
-        if value is None:
+        if kpi not in columns:
             continue
-        ok = value >= target if higher else value <= target
-        if ok:
-            met.append(kpi)
+        v = np.array(columns[kpi], dtype=np.float64)  # None → NaN
+        ok = ~np.isnan(v)
+        hit = ok & ((v >= target) if higher else (v <= target))
+        for i in np.flatnonzero(hit).tolist():
+            met[i].append(kpi)
         if w <= 0:
             continue
         if higher:
-            achieved = min(value / target, 1.0) if target > 0 else 1.0
+            achieved = np.minimum(v / target, 1.0) if target > 0 else np.ones(n)
         else:
-            achieved = min(target / value, 1.0) if value > 0 else 1.0
-        total += w * achieved
-        weight += w
-    return (round(100 * total / weight, 1) if weight else None), met
+            positive = ok & (v > 0)
+            achieved = np.where(positive, np.minimum(target / np.where(positive, v, 1), 1.0),
+                                1.0)
+        total = np.where(ok, total + w * achieved, total)
+        weight = np.where(ok, weight + w, weight)
+    scores = [round(100 * t / wt, 1) if wt else None
+              for t, wt in zip(total.tolist(), weight.tolist(), strict=True)]
+    return scores, met
 
 
 _LABELS_CACHE: OrderedDict[tuple[str, int, int], tuple[int, dict[str, dict[str, Any]]]] = \
@@ -850,78 +1048,91 @@ def compute_kpis(conn: Connection, q: KpiQuery, *, now: datetime | None = None
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     q, jid, since, until = _resolve(conn, q, now)
-    raw = _aggregate(conn, q, since, until, now)
+    facts = _aggregate_facts(conn, q, since, until, now)
     tg = targets(conn)
     scoring = _scoring(tg)
-    total_raw = next((r for r in raw if r["gkey"] is None), {})
-    groups = {str(r["gkey"]): r for r in raw if r["gkey"] is not None}
-    labels = _labels(conn, q, list(groups))
-    rows: list[dict[str, Any]] = []
-    keys = list(groups)
+    labels = _labels(conn, q, facts.keys)
+    keys = list(facts.keys)
+    responders: dict[str, int] = {}
     if q.by == "area":
         wanted = _area_filter_codes(conn, q)
         current = [k for k, v in labels.items() if v.get("current")]
         keys = sorted(set(keys) | {k for k in current if wanted is None or k in wanted})
         responders = _responders_per_area(conn, q)
-    for key in keys:
-        row = _rates(groups.get(key, {}))
-        info = labels.get(key, {"code": key, "name": None})
-        out: dict[str, Any] = {"key": key, "code": info.get("code", key),
-                               "name": info.get("name")}
-        if q.by == "area":
-            pop = int(info.get("population") or 0)
-            staff = responders.get(key, 0)
-            out.update(population=pop, households=int(info.get("households") or 0),
-                       responders=staff, current=bool(info.get("current")))
-            row["cases_per_1000"] = round(1000 * row["n"] / pop, 2) if pop else None
-            row["cases_per_responder"] = round(row["n"] / staff, 2) if staff else None
-        elif q.by == "responder":
-            out["department"] = info.get("department")
-        out.update(row)
-        out["score"], out["targets_met"] = _score(out, scoring)
-        rows.append(out)
-    _rank(rows, q.rank_by or "score", tg)
-    total = _rates(total_raw)
+    # Groups without cases take an appended row of zeros.
+    index = {k: i for i, k in enumerate(facts.keys)}
+    sel = np.array([index.get(k, len(facts.keys) + 1) for k in keys], dtype=np.int64)
+    counts = np.vstack([facts.counts, np.zeros((1, len(COUNT_COLUMNS)), dtype=np.int64)])[sel]
+    mean, p90 = np.append(facts.mean, math.nan)[sel], np.append(facts.p90, math.nan)[sel]
+    info = [labels.get(k, {"code": k, "name": None}) for k in keys]
+    columns: dict[str, list[Any]] = {
+        "key": keys, "code": [i.get("code", k) for i, k in zip(info, keys, strict=True)],
+        "name": [i.get("name") for i in info]}
+    pop = np.array([int(i.get("population") or 0) for i in info], dtype=np.int64)
+    staff = np.array([responders.get(k, 0) for k in keys], dtype=np.int64)
     if q.by == "area":
-        pop = sum(r["population"] for r in rows)
-        staff = sum(r["responders"] for r in rows)
-        total["cases_per_1000"] = round(1000 * total["n"] / pop, 2) if pop else None
-        total["cases_per_responder"] = round(total["n"] / staff, 2) if staff else None
-        total.update(population=pop, responders=staff)
-    total["score"], total["targets_met"] = _score(total, scoring)
+        columns.update(population=pop.tolist(),
+                       households=[int(i.get("households") or 0) for i in info],
+                       responders=staff.tolist(), current=[bool(i.get("current")) for i in info])
+    elif q.by == "responder":
+        columns["department"] = [i.get("department") for i in info]
+    columns.update(_rate_columns(counts, mean, p90))
+    if q.by == "area":
+        columns["cases_per_1000"] = _quotient(1000 * counts[:, 0], pop, 2)
+        columns["cases_per_responder"] = _quotient(counts[:, 0], staff, 2)
+    columns["score"], columns["targets_met"] = _score_columns(columns, scoring, len(keys))
+    by = q.rank_by or "score"
+    order, columns["rank"] = _rank(columns.get(by, [None] * len(keys)), keys,
+                                   lower=by in tg and tg[by]["direction"] == "lower")
+    # Columns put in rank order first, so no table of 20,000 tuples outlives a row: fewer
+    # objects for the cyclic garbage collector to walk.
+    names = list(columns)
+    ranked = [[values[i] for i in order] for values in columns.values()]
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*ranked, strict=True)]
+    total = _total(facts, q.by == "area", int(pop.sum()), int(staff.sum()), scoring)
     level_name = next((lv["name"] for lv in levels(conn, jid) if lv["rank"] == q.level), None)
     return {
         "jurisdiction_id": jid, "by": q.by, "level": level_name, "basis": q.basis,
         "engine": "cases" if q.by == "responder" else q.engine,
         "since": since.isoformat(), "until": until.isoformat(), "as_of": now.isoformat(),
-        "category": q.category, "area": q.area, "rank_by": q.rank_by or "score",
+        "category": q.category, "area": q.area, "rank_by": by,
         "targets": tg, "total": total, "rows": rows,
     }
 
 
-def _rank(rows: list[dict[str, Any]], by: str, tg: dict[str, dict[str, Any]]) -> None:
-    """Sort best first by ``by`` (direction from the targets; score and n: higher first);
-    rows without a value go last. Equal values share a rank."""
-    lower = by in tg and tg[by]["direction"] == "lower"
+def _total(facts: _Facts, by_area: bool, pop: int, staff: int, scoring: Targets
+           ) -> dict[str, Any]:
+    """The whole selection's KPIs (the facts' last row); by area with the population and
+    responders of all the listed areas."""
+    columns = _rate_columns(facts.counts[-1:], facts.mean[-1:], facts.p90[-1:])
+    if by_area:
+        n = facts.counts[-1:, 0]
+        columns["cases_per_1000"] = _quotient(1000 * n, np.array([pop]), 2)
+        columns["cases_per_responder"] = _quotient(n, np.array([staff]), 2)
+        columns.update(population=[pop], responders=[staff])
+    columns["score"], columns["targets_met"] = _score_columns(columns, scoring, 1)
+    return {name: values[0] for name, values in columns.items()}
 
-    def key(r: dict[str, Any]) -> tuple[int, float, str]:
-        v = r.get(by)
-        if v is None:
-            return (1, 0.0, r["key"])
-        return (0, float(v) if lower else -float(v), r["key"])
 
-    rows.sort(key=key)
+def _rank(values: list[Any], keys: list[str], *, lower: bool) -> tuple[list[int], list[Any]]:
+    """The order best first by ``values`` (``lower``: smallest first; otherwise largest;
+    ties by key), rows without a value last; and each row's rank (equal values share one)."""
+    v = np.array([math.nan if x is None else float(x) for x in values], dtype=np.float64)
+    none = np.isnan(v)
+    by_key = np.empty(len(keys), dtype=np.int64)
+    by_key[sorted(range(len(keys)), key=keys.__getitem__)] = np.arange(len(keys))
+    order = np.lexsort((by_key, np.where(none, 0.0, v if lower else -v), none)).tolist()
+    ranks: list[Any] = [None] * len(keys)
     previous: Any = object()
     rank = 0
-    for i, r in enumerate(rows, start=1):
-        v = r.get(by)
-        if v is None:
-            r["rank"] = None
+    for i, row in enumerate(order, start=1):
+        value = values[row]
+        if value is None:
             continue
-        if v != previous:
-            rank = i
-            previous = v
-        r["rank"] = rank
+        if value != previous:
+            rank, previous = i, value
+        ranks[row] = rank
+    return order, ranks
 
 
 def kpi_series(conn: Connection, q: KpiQuery, *, interval: str = "month",
@@ -936,8 +1147,11 @@ def kpi_series(conn: Connection, q: KpiQuery, *, interval: str = "month",
             "SELECT level FROM areas WHERE jurisdiction_id = :j AND code = :c LIMIT 1"),
             {"j": jid, "c": q.area}).scalar_one()
         q = replace(q, level=int(rank))
-    raw = _aggregate(conn, q, since, until, now, interval=interval)
-    rows = [{"period": str(r["gkey"]), **_rates(r)} for r in raw if r["gkey"] is not None]
+    facts = _aggregate_facts(conn, q, since, until, now, interval=interval)
+    columns = {"period": facts.keys, **_rate_columns(facts.counts[:-1], facts.mean[:-1],
+                                                      facts.p90[:-1])}
+    rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(),
+                                                                      strict=True)]
     rows.sort(key=lambda r: r["period"])
     return {"interval": interval, "since": since.isoformat(), "until": until.isoformat(),
             "category": q.category, "area": q.area, "rows": rows}
