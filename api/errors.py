@@ -116,7 +116,9 @@ def _value(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    # exc_info names the exception itself: Starlette may call this handler outside the
+    # ``except`` block, where log.exception would log "NoneType: None".
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(_body("internal error"), status_code=500)
 
 
