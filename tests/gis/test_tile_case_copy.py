@@ -107,3 +107,26 @@ def test_a_tile_at_its_limit_keeps_the_lowest_ids(conn: Connection, city: MapCit
     few = tiles.feature_tile(conn, spec.tiles_from, layer="cases", z=13, x=t.x, y=t.y, limit=2)
     ids = sorted(f["id"] for f in mapbox_vector_tile.decode(few)["cases"]["features"])
     assert ids == sorted(city.case_ids)[:2]
+
+
+def test_a_large_update_after_a_small_one_in_the_same_session_stays_linear(
+        conn: Connection, city: MapCity) -> None:
+    """PL/pgSQL caches a static statement's plan per session. The copy's update branch joins
+    the two transition tables; planned for a one-row update (a nested loop) and reused for
+    20,000 rows it took minutes (test_live.py hung in CI). The branch now plans per
+    statement, so a 20,000-row update after a one-row update finishes in seconds; the
+    statement timeout turns a regression into a failure instead of a hang."""
+    jid = city.city.jurisdiction_id
+    cat = city.categories["E990101"]
+    conn.execute(text(
+        "INSERT INTO cases (jurisdiction_id, category_id, channel, urgency, status, reported_at,"
+        " due_at, geom) SELECT :j, :c, 'hotline', 2, 'reported', now(), now() + interval '1 day',"
+        " ST_SetSRID(ST_MakePoint(:x + g * 1e-7, :y), 4326) FROM generate_series(1, 20000) g"),
+        {"j": jid, "c": cat, "x": X0 + 0.01, "y": Y0 + 0.001})
+    conn.execute(text("UPDATE cases SET status = 'accepted' WHERE id = :id"),
+                 {"id": city.case_ids[0]})
+    conn.execute(text("SET LOCAL statement_timeout = '60s'"))
+    conn.execute(text("UPDATE cases SET status = 'handled' WHERE jurisdiction_id = :j"),
+                 {"j": jid})
+    conn.execute(text("SET LOCAL statement_timeout = 0"))
+    assert _copy_matches_cases(conn)
