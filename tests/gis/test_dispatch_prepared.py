@@ -100,10 +100,16 @@ def test_a_new_server_session_prepares_afresh(engine: Engine) -> None:
     types = (("a", "int4"),)
     with engine.connect() as conn:
         assert prepared.execute(conn, sql, {"a": 1}, types=types).scalar() == 2
+        gone = conn.connection.dbapi_connection
         conn.invalidate()                          # the server session is gone
         conn.rollback()
-        assert prepared.held_statements(conn) == ()
+        # The connection now in use is another session: perhaps a pooled one that already
+        # prepared statements for earlier callers. The bookkeeping follows the session, so
+        # it lists exactly what this server session holds, never what the lost one held.
+        assert conn.connection.dbapi_connection is not gone
+        assert set(prepared.held_statements(conn)) == server_statements(conn)
         assert prepared.execute(conn, sql, {"a": 2}, types=types).scalar() == 3
+        assert set(prepared.held_statements(conn)) == server_statements(conn)
 
 
 def test_sessions_hold_at_most_a_bounded_number_of_statements(
