@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Connection, text
 
 from gis.kpis import KpiQuery, _pieces, compute_kpis
-from tests.gis.test_kpis import _same
+from tests.gis.test_kpis import _same, churn_cases
 
 
 def _coverage(since: date, until: date, future: date) -> dict[date, int]:
@@ -53,20 +53,7 @@ def _quarters(conn: Connection) -> list[tuple]:
 
 def test_quarter_rollup_stays_exact_through_inserts_updates_events_and_deletes(
         conn: Connection) -> None:
-    ids = conn.execute(text("SELECT id FROM cases WHERE status = 'closed' ORDER BY id LIMIT 3")
-                       ).scalars().all()
-    conn.execute(text("UPDATE cases SET status = 'reopened', closed_at = NULL WHERE id = :i"),
-                 {"i": ids[0]})
-    conn.execute(text("UPDATE cases SET reported_at = reported_at - interval '100 days'"
-                      " WHERE id = :i"), {"i": ids[1]})
-    conn.execute(text("INSERT INTO case_events (case_id, action, from_state, to_state, at)"
-                      " VALUES (:i, 'verify', 'handled', 'verified', now())"), {"i": ids[2]})
-    conn.execute(text(
-        "INSERT INTO cases (jurisdiction_id, category_id, channel, area_id, status, reported_at,"
-        " due_at, closed_at, geom) SELECT c.jurisdiction_id, c.category_id, 'app', c.area_id,"
-        " 'closed', now() - interval '3 days', now(), now() - interval '1 day', c.geom"
-        " FROM cases c ORDER BY c.id LIMIT 2"))
-    conn.execute(text("DELETE FROM cases WHERE id = (SELECT max(id) FROM cases)"))
+    churn_cases(conn, move_back_days=100)
     kept = _quarters(conn)
     conn.execute(text("SELECT gridgov_kpi_quarter_rebuild()"))
     assert kept and kept == _quarters(conn)

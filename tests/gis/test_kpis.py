@@ -193,18 +193,15 @@ def test_mean_and_p90_equal_percentile_cont_over_the_cases(conn: Connection, lev
     assert len(got) > 1 and got == expected
 
 
-def _area_rollup(conn: Connection) -> list[tuple]:
-    return conn.execute(text("SELECT * FROM kpi_area ORDER BY monthly, period, area_id")).all()
-
-
-def test_area_rollup_stays_exact_through_inserts_updates_events_and_deletes(
-        conn: Connection) -> None:
+def churn_cases(conn: Connection, *, move_back_days: int) -> None:
+    """Every kind of write a rollup must follow: a reopen, a report moved ``move_back_days``
+    back, a verify event, two new closed cases and a delete."""
     ids = conn.execute(text("SELECT id FROM cases WHERE status = 'closed' ORDER BY id LIMIT 3")
                        ).scalars().all()
     conn.execute(text("UPDATE cases SET status = 'reopened', closed_at = NULL WHERE id = :i"),
                  {"i": ids[0]})
-    conn.execute(text("UPDATE cases SET reported_at = reported_at - interval '40 days'"
-                      " WHERE id = :i"), {"i": ids[1]})
+    conn.execute(text("UPDATE cases SET reported_at = reported_at - make_interval(days => :d)"
+                      " WHERE id = :i"), {"i": ids[1], "d": move_back_days})
     conn.execute(text("INSERT INTO case_events (case_id, action, from_state, to_state, at)"
                       " VALUES (:i, 'verify', 'handled', 'verified', now())"), {"i": ids[2]})
     conn.execute(text(
@@ -213,6 +210,15 @@ def test_area_rollup_stays_exact_through_inserts_updates_events_and_deletes(
         " 'closed', now() - interval '3 days', now(), now() - interval '1 day', c.geom"
         " FROM cases c ORDER BY c.id LIMIT 2"))
     conn.execute(text("DELETE FROM cases WHERE id = (SELECT max(id) FROM cases)"))
+
+
+def _area_rollup(conn: Connection) -> list[tuple]:
+    return conn.execute(text("SELECT * FROM kpi_area ORDER BY monthly, period, area_id")).all()
+
+
+def test_area_rollup_stays_exact_through_inserts_updates_events_and_deletes(
+        conn: Connection) -> None:
+    churn_cases(conn, move_back_days=40)
     kept = _area_rollup(conn)
     conn.execute(text("SELECT gridgov_kpi_area_rebuild()"))
     assert kept == _area_rollup(conn)
