@@ -27,6 +27,12 @@ def pool_of(client: TestClient):
     return client.app.state.engine.pool  # type: ignore[attr-defined]
 
 
+def _drop_account(conn: Connection, user_id: int) -> None:
+    conn.execute(text("DELETE FROM api_tokens WHERE user_id = :u"), {"u": user_id})
+    conn.execute(text("DELETE FROM users WHERE id = :u"), {"u": user_id})
+    conn.commit()
+
+
 def test_requests_return_their_connection_to_the_pool(real_client: TestClient) -> None:
     pool = pool_of(real_client)
     assert pool.checkedin() == 0            # cold: the first request opens a connection
@@ -60,9 +66,7 @@ def test_a_released_connection_is_clean(
             raw = again.connection.dbapi_connection
             assert raw is not None and raw.get_transaction_status() == 0   # idle, no BEGIN
     finally:
-        conn.execute(text("DELETE FROM api_tokens WHERE user_id = :u"), {"u": who.user_id})
-        conn.execute(text("DELETE FROM users WHERE id = :u"), {"u": who.user_id})
-        conn.commit()
+        _drop_account(conn, who.user_id)
 
 
 def test_a_warm_nearest_request_takes_one_threadpool_hop_before_its_answer(
@@ -93,9 +97,7 @@ def test_a_warm_nearest_request_takes_one_threadpool_hop_before_its_answer(
         assert hops == ["_run_sync_endpoint"], hops
     finally:
         monkeypatch.undo()
-        conn.execute(text("DELETE FROM api_tokens WHERE user_id = :u"), {"u": who.user_id})
-        conn.execute(text("DELETE FROM users WHERE id = :u"), {"u": who.user_id})
-        conn.commit()
+        _drop_account(conn, who.user_id)
 
 
 def test_a_nearest_request_reads_in_autocommit_and_leaves_no_trace_on_its_connection(
@@ -126,9 +128,7 @@ def test_a_nearest_request_reads_in_autocommit_and_leaves_no_trace_on_its_connec
             assert again.connection.dbapi_connection.autocommit is False
     finally:
         monkeypatch.undo()
-        conn.execute(text("DELETE FROM api_tokens WHERE user_id = :u"), {"u": who.user_id})
-        conn.execute(text("DELETE FROM users WHERE id = :u"), {"u": who.user_id})
-        conn.commit()
+        _drop_account(conn, who.user_id)
 
 
 def test_refused_nearest_requests_give_their_connection_back(
@@ -144,15 +144,7 @@ def test_refused_nearest_requests_give_their_connection_back(
             assert r.status_code == status, (headers, r.text)
             assert pool_of(real_client).checkedout() == 0
     finally:
-        conn.execute(text("DELETE FROM api_tokens WHERE user_id = :u"), {"u": who.user_id})
-        conn.execute(text("DELETE FROM users WHERE id = :u"), {"u": who.user_id})
-        conn.commit()
-
-
-def _drop_account(conn: Connection, user_id: int) -> None:
-    conn.execute(text("DELETE FROM api_tokens WHERE user_id = :u"), {"u": user_id})
-    conn.execute(text("DELETE FROM users WHERE id = :u"), {"u": user_id})
-    conn.commit()
+        _drop_account(conn, who.user_id)
 
 
 def test_a_token_revoked_between_two_nearest_requests_is_refused_at_once(
