@@ -141,6 +141,7 @@ def create_app(db_settings: DatabaseSettings | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         middleware.configure_logging(logs)
         app.state.engine = db.make_engine(settings)
+        app.state.read_pool = db.make_read_pool(settings)  # connects on first use
         try:
             if sec.production:
                 with app.state.engine.connect() as conn:
@@ -154,6 +155,7 @@ def create_app(db_settings: DatabaseSettings | None = None, *,
             yield
         finally:
             live.close(app)
+            await app.state.read_pool.close()
             app.state.engine.dispose()
 
     app = FastAPI(
@@ -161,6 +163,10 @@ def create_app(db_settings: DatabaseSettings | None = None, *,
         version=__version__,
         description="GIS service for grid-based urban and community governance.",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry: gridgov exports Prometheus metrics (api/metrics.py)
+        # and configures no OpenTelemetry provider; off, it costs nothing per request (on, it
+        # looked the providers up on every request: ~3 % of a cold tile's Python).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app)
     security.install(app)
@@ -223,7 +229,9 @@ def create_app(db_settings: DatabaseSettings | None = None, *,
         return FileResponse(STATIC / "cases.html", headers={"Referrer-Policy": "no-referrer"})
 
     # Outermost last: request id and access log → metrics → security headers → CORS → body
-    # size limit → the routes.
+    # size limit → tiles and feature pages (``TileFastPath``, ``ItemsFastPath``) → the routes.
+    app.add_middleware(ogc.ItemsFastPath, root=app)
+    app.add_middleware(tiles.TileFastPath, root=app)
     app.add_middleware(middleware.BodyLimit, settings=sec)
     app.add_middleware(middleware.Cors, settings=sec)
     app.add_middleware(middleware.SecurityHeaders, settings=sec)

@@ -128,6 +128,9 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # (method, route, status) → its counter and histogram children: ``labels()`` checks
+        # and converts the values and takes a lock on every call. As bounded as the label set.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -150,8 +153,12 @@ class MetricsMiddleware:
             m.in_flight.dec()
             method = str(scope.get("method", ""))
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            m.requests.labels(method, route, str(status)).inc()
-            m.latency.labels(method, route).observe(time.perf_counter() - started)
+            children = self._children.get((method, route, status))
+            if children is None:
+                children = self._children[(method, route, status)] = (
+                    m.requests.labels(method, route, str(status)), m.latency.labels(method, route))
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
             path = str(scope.get("path", ""))
             if method == "POST" and INTAKE_PATHS.match(path):
                 endpoint = "open311" if path.startswith("/open311/") else "api"

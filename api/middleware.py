@@ -119,28 +119,36 @@ class SecurityHeaders:
         self.data_csp = f"frame-ancestors {fa}"
         self.hsts = (f"max-age={settings.hsts_seconds}; includeSubDomains"
                      if settings.hsts_seconds else None)
+        # The same, as the raw (name, value) pairs of an ASGI message.
+        self.raw = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in self.headers.items()]
+        self.raw_csp = self.csp.encode("latin-1")
+        self.raw_docs_csp = self.docs_csp.encode("latin-1")
+        self.raw_data_csp = self.data_csp.encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        page_csp = self.docs_csp if _path(scope).startswith(DOCS_PATHS) else self.csp
+        page_csp = self.raw_docs_csp if _path(scope).startswith(DOCS_PATHS) else self.raw_csp
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
-                    if name not in headers:
-                        headers[name] = value
-                if "content-security-policy" not in headers:
-                    kind = headers.get("content-type", "").split(";")[0].strip().lower()
+                # Raw pairs, as ``MutableHeaders`` compares them (names are lower case), in one
+                # pass instead of one scan per header: this runs for every response.
+                raw = message["headers"] = list(message["headers"])
+                present = {name for name, _ in raw}
+                raw.extend(pair for pair in self.raw if pair[0] not in present)
+                if b"content-security-policy" not in present:
+                    content_type = next((v for k, v in raw if k == b"content-type"), b"")
+                    kind = content_type.decode("latin-1").split(";")[0].strip().lower()
                     # A document gets the page policy; data (JSON, tiles, images, scripts)
                     # renders nothing, with nosniff it never becomes a document, so it only
                     # says who may frame it (as OWASP advises for APIs).
-                    headers["Content-Security-Policy"] = (
-                        page_csp if kind in DOCUMENT_TYPES else self.data_csp)
+                    raw.append((b"content-security-policy",
+                                page_csp if kind in DOCUMENT_TYPES else self.raw_data_csp))
                 if self.hsts and scope.get("scheme") == "https":
-                    headers["Strict-Transport-Security"] = self.hsts
+                    MutableHeaders(raw=raw)["Strict-Transport-Security"] = self.hsts
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

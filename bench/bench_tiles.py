@@ -10,10 +10,12 @@ Side by side in one run, on the same database and a seeded list of requests:
 
 Targets: gridgov with the tile cache off ("cold": every request renders), gridgov warm (cache
 on, every tile fetched once first), tipg (separate venv, same worker count and DB pool size),
-and the ceiling: the very SQL gridgov runs, executed directly with psycopg2 from as many
-threads as the client has. All servers run side by side and the targets take turns in
-``--rounds`` slices of each measurement, so load from other processes on a shared machine
-falls on all of them alike. Then the time from a committed edit to a changed tile.
+and the ceiling: the very function gridgov runs for each request (``render_tile_async``,
+``features_page_async``), called directly on an asyncpg read pool of the same size from as many
+tasks as the client has threads: the same SQL through the same driver, no HTTP. All servers
+run side by side and the targets take turns in ``--rounds`` slices of each measurement, so
+load from other processes on a shared machine falls on all of them alike. Then the time from
+a committed edit to a changed tile.
 
 Loopback only; every loop is bounded by a request count and a duration. Typical use::
 
@@ -27,17 +29,18 @@ no cases. Results: a Markdown table on stdout and JSON in bench/results/.
 from __future__ import annotations
 
 import argparse
-import http.client
+import asyncio
 import json
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +55,6 @@ sys.path.insert(0, str(ROOT))
 from bench.common import free_port  # noqa: E402
 from gis import db, ogc, schema  # noqa: E402
 from gis.settings import DatabaseSettings  # noqa: E402
-from gis.tiles import read_only  # noqa: E402
 from layers import tiles as layer_tiles  # noqa: E402
 from layers.registry import get_layer  # noqa: E402
 
@@ -66,7 +68,7 @@ class Request:
     workload: str
     gridgov: str  # path + query
     tipg: str
-    sql: Callable[[Any], bytes | str] | None = None  # the raw SQL gridgov runs
+    sql: Callable[[Any], Awaitable[Any]] | None = None  # gridgov's read, on a read-pool conn
 
 
 @dataclass
@@ -109,14 +111,14 @@ def build_requests(bounds: Sequence[float], n: int, seed: int) -> list[Request]:
                 f"grids_z{z}", f"/tiles/grids/{z}/{t.x}/{t.y}.mvt",
                 f"/collections/public.areas/tiles/WebMercatorQuad/{z}/{t.x}/{t.y}"
                 f"?level=3&properties={GRID_PROPS}",
-                lambda c, z=z, t=t: layer_tiles.render_tile(c, grids, z, t.x, t.y, {})))
+                lambda c, z=z, t=t: layer_tiles.render_tile_async(c, grids, z, t.x, t.y, {})))
     for z in (10, 14):
         for t in tiles_in(bounds, z, n, rng):
             out.append(Request(
                 f"cases_z{z}", f"/tiles/cases/{z}/{t.x}/{t.y}.mvt",
                 f"/collections/public.cases/tiles/WebMercatorQuad/{z}/{t.x}/{t.y}"
                 f"?properties={CASE_PROPS}",
-                lambda c, z=z, t=t: layer_tiles.render_tile(c, cases, z, t.x, t.y, {})))
+                lambda c, z=z, t=t: layer_tiles.render_tile_async(c, cases, z, t.x, t.y, {})))
     x0, y0, x1, y1 = bounds
     for name, layer, extra in (("geojson_cases", cases, {}),
                                ("geojson_grids", grids, {"level": "3"})):
@@ -132,8 +134,8 @@ def build_requests(bounds: Sequence[float], n: int, seed: int) -> list[Request]:
                 name, f"/ogc/collections/{layer.name}/items?{urlencode(q)}",
                 f"/collections/public.{table}/items?{urlencode({**q, **extra})}"
                 f"&properties={props}",
-                lambda c, layer=layer, bbox=bbox: ogc.features_page(
-                    c, layer.source, ogc.FeatureQuery(bbox=bbox), limit=100)[0]))
+                lambda c, layer=layer, bbox=bbox: ogc.features_page_async(
+                    c, layer.source, ogc.FeatureQuery(bbox=bbox), limit=100)))
     return out
 
 
@@ -185,6 +187,37 @@ def run_load(name: str, target: str, jobs: Sequence[Callable[[], bool]], *, conc
     return summarise(name, target, latencies, took, errors), latencies
 
 
+def run_load_async(name: str, target: str, loop: asyncio.AbstractEventLoop,
+                   jobs: Sequence[Callable[[], Awaitable[Any]]], *, concurrency: int,
+                   duration_s: float, max_requests: int) -> tuple[Result, list[float]]:
+    """``run_load`` for coroutines: ``concurrency`` tasks on one event loop (``loop``)."""
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(max_requests))
+
+    async def worker(offset: int, deadline: float) -> None:
+        nonlocal errors
+        i = offset
+        while time.perf_counter() < deadline and next(counter, None) is not None:
+            job = jobs[i % len(jobs)]
+            i += 1
+            start = time.perf_counter()
+            try:
+                await job()
+            except Exception:  # noqa: BLE001 - counted, as the HTTP targets count non-2xx
+                errors += 1
+            latencies.append(time.perf_counter() - start)
+
+    async def run_all() -> None:
+        deadline = time.perf_counter() + duration_s
+        await asyncio.gather(*(worker(k * 7919, deadline) for k in range(concurrency)))
+
+    started = time.perf_counter()
+    loop.run_until_complete(run_all())
+    took = time.perf_counter() - started
+    return summarise(name, target, latencies, took, errors), latencies
+
+
 def summarise(name: str, target: str, latencies: list[float], seconds: float, errors: int
               ) -> Result:
     return Result(name, target, len(latencies), round(seconds, 2),
@@ -193,27 +226,83 @@ def summarise(name: str, target: str, latencies: list[float], seconds: float, er
 
 
 class Http:
-    """One keep-alive connection per thread to a loopback server."""
+    """One keep-alive connection per thread to a loopback server: a minimal HTTP/1.1 client.
+
+    ``http.client`` parses every response's headers with the ``email`` package; on a 2-core
+    machine that load generator's CPU came out of the servers' share (it is the same for every
+    HTTP target, and the SQL ceiling has no client at all). This one sends a fixed request and
+    reads the status, the headers and a ``Content-Length`` or chunked body.
+    """
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.local = threading.local()
 
+    def _socket(self) -> socket.socket:
+        sock = getattr(self.local, "sock", None)
+        if sock is None:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.local.sock, self.local.buf = sock, b""
+        return sock
+
+    def _read_until(self, sock: socket.socket, size: int) -> None:
+        while len(self.local.buf) < size:
+            chunk = sock.recv(max(65536, size - len(self.local.buf)))
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            self.local.buf += chunk
+
+    def _take(self, sock: socket.socket, size: int) -> bytes:
+        self._read_until(sock, size)
+        out, self.local.buf = self.local.buf[:size], self.local.buf[size:]
+        return bytes(out)
+
+    def _line(self, sock: socket.socket) -> bytes:
+        while b"\r\n" not in self.local.buf:
+            self._read_until(sock, len(self.local.buf) + 1)
+        line, _, self.local.buf = self.local.buf.partition(b"\r\n")
+        return bytes(line)
+
     def get(self, path: str, headers: dict[str, str] | None = None
             ) -> tuple[int, bytes, dict[str, str]]:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-            self.local.conn = conn
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                   f"Accept-Encoding: identity\r\n{extra}\r\n").encode("latin-1")
         try:
-            conn.request("GET", path, headers=headers or {})
-            resp = conn.getresponse()
-            body = resp.read()
-            return resp.status, body, {k.lower(): v for k, v in resp.getheaders()}
-        except (OSError, http.client.HTTPException):
-            conn.close()
-            self.local.conn = None
+            sock = self._socket()
+            sock.sendall(request)
+            status = int(self._line(sock).split()[1])
+            found: dict[str, str] = {}
+            while line := self._line(sock):
+                name, _, value = line.partition(b":")
+                found[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+            if status in (204, 304) or status < 200:
+                body = b""
+            elif "content-length" in found:
+                body = self._take(sock, int(found["content-length"]))
+            elif found.get("transfer-encoding", "").lower() == "chunked":
+                parts = []
+                while size := int(self._line(sock).split(b";")[0], 16):
+                    parts.append(self._take(sock, size))
+                    self._line(sock)
+                while self._line(sock):  # trailers, then the blank line
+                    pass
+                body = b"".join(parts)
+            else:
+                raise ConnectionError("a response without a length")
+            if found.get("connection", "").lower() == "close":
+                self._close()
+            return status, body, found
+        except (OSError, ValueError, IndexError):
+            self._close()
             return 599, b"", {}
+
+    def _close(self) -> None:
+        sock = getattr(self.local, "sock", None)
+        if sock is not None:
+            sock.close()
+        self.local.sock, self.local.buf = None, b""
 
     def job(self, path: str) -> Callable[[], bool]:
         return lambda: self.get(path)[0] in (200, 204)
@@ -366,14 +455,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         workloads = [w for w in workloads if w in args.only.split(",")]
     results: list[Result] = []
 
-    # The ceiling: gridgov's own SQL, straight through psycopg2, run as the app runs it (a
-    # pooled connection in autocommit mode: gis.tiles.read_only).
-    def sql_job(r: Request) -> Callable[[], bool]:
-        def run() -> bool:
-            with engine.connect() as conn, read_only(conn) as reading:
-                assert r.sql is not None
-                r.sql(reading)
-            return True
+    # The ceiling: the very function the app runs for a tile or a page (rendering on the
+    # asyncpg read pool: gis.readpool), called directly on a read pool of the app's size, from
+    # as many tasks as the client has threads, on one event loop of the bench process.
+    loop = asyncio.new_event_loop()
+    read_pool = db.make_read_pool(DatabaseSettings(database_url=tcp_url(settings)),
+                                  size=args.pool)
+
+    def sql_job(r: Request) -> Callable[[], Awaitable[Any]]:
+        async def run() -> None:
+            assert r.sql is not None
+            async with read_pool.connection() as con:
+                await r.sql(con)
         return run
 
     # All servers run at once and the targets take turns, ``--rounds`` slices each per
@@ -382,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers: list[subprocess.Popen[bytes]] = []
     edits: list[float] = []
     try:
-        targets: dict[str, Callable[[Request], Callable[[], bool]]] = {"sql_ceiling": sql_job}
+        targets: dict[str, Callable[[Request], Callable[[], Any]]] = {"sql_ceiling": sql_job}
         warm_port = 0
         for target, cache_mb in (("gridgov_cold", 0), ("gridgov_warm", 256)):
             proc, port = gridgov_server(settings, cache_mb=cache_mb, workers=args.workers,
@@ -406,7 +499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             slices: dict[str, list[tuple[Result, list[float]]]] = {t: [] for t in targets}
             for _ in range(rounds):
                 for t in targets:
-                    slices[t].append(run_load(w, t, jobs[t], **load))  # type: ignore[arg-type]
+                    if t == "sql_ceiling":
+                        slices[t].append(run_load_async(w, t, loop, jobs[t], **load))
+                    else:
+                        slices[t].append(run_load(w, t, jobs[t], **load))
             for t, parts in slices.items():
                 results.append(summarise(w, t, [x for _, lat in parts for x in lat],
                                          sum(r.seconds for r, _ in parts),
@@ -419,6 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for proc in servers:
             stop(proc)
+        loop.run_until_complete(read_pool.close())
+        loop.close()
 
     table = report(results, workloads)
     print(table)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 
 from gis.errors import SetupError
+from gis.readpool import ReadPool
 from gis.settings import DatabaseSettings
 
 PG_MAJOR = 15
@@ -321,6 +322,24 @@ def make_engine(settings: DatabaseSettings, dbname: str | None = None, **kwargs)
     if not options["pool_pre_ping"]:
         event.listen(engine, "checkout", _drop_stale_on_checkout)
     return engine
+
+
+def make_read_pool(settings: DatabaseSettings, dbname: str | None = None, *,
+                   size: int | None = None) -> ReadPool:
+    """The asyncpg pool of the hot reads (tiles, GeoJSON pages: ``gis.readpool``), to the
+    same server and database as ``make_engine``; ``size`` defaults to ``GRIDGOV_POOL_SIZE``.
+    Nothing connects until the first read."""
+    url = server_url(settings, dbname)
+    host = url.query.get("host") or url.host
+    port = url.query.get("port") or url.port
+    kwargs: dict[str, Any] = {
+        "host": host if isinstance(host, str) else None,
+        "port": int(port) if isinstance(port, (int, str)) and str(port) else None,
+        "user": url.username, "password": url.password, "database": url.database,
+        "timeout": CONNECT_TIMEOUT_S,
+    }
+    return ReadPool({k: v for k, v in kwargs.items() if v is not None},
+                    size=size or settings.pool_size, acquire_timeout_s=POOL_TIMEOUT_S)
 
 
 def _drop_stale_on_checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:

@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Connection, TextClause, text
 
+from gis import readpool
 from gis.crs import WGS84
 from gis.errors import InvalidInput
-from gis.tiles import TableSource, bind_value
+from gis.tiles import Read, TableSource, bind_value
 
 
 @dataclass(frozen=True)
@@ -92,22 +94,45 @@ def _params(source: TableSource, query: FeatureQuery) -> dict[str, Any]:
     return params
 
 
+def page_reads(source: TableSource, query: FeatureQuery, *, limit: int, offset: int = 0
+               ) -> tuple[Read, Read]:
+    """The statements of ``features_page``: the page (features, count, total) and the count
+    run when an offset past the end returns no row to carry the total."""
+    page_sql, count_sql = _page_sql(source, frozenset(query.filters), query.bbox is not None,
+                                    query.start is not None, query.end is not None)
+    params = _params(source, query)
+    return Read(page_sql, {**params, "limit": limit, "offset": offset}), Read(count_sql, params)
+
+
+def _page(row: Any) -> tuple[str, int, Any]:
+    features, returned, total = row
+    return features or "", int(returned), total
+
+
 def features_page(conn: Connection, source: TableSource, query: FeatureQuery, *, limit: int,
                   offset: int = 0, count: bool = True) -> tuple[str, int, int | None]:
     """``(features, number_returned, number_matched)``: ``features`` is the comma-joined GeoJSON
     Features of one page (put it between ``[`` and ``]``), ``number_matched`` the total (None
     unless ``count``)."""
-    page_sql, count_sql = _page_sql(source, frozenset(query.filters), query.bbox is not None,
-                                    query.start is not None, query.end is not None)
-    params = _params(source, query)
-    features, returned, total = conn.execute(page_sql, {**params, "limit": limit,
-                                                         "offset": offset}).one()
+    page, counting = page_reads(source, query, limit=limit, offset=offset)
+    features, returned, total = _page(conn.execute(page.clause, page.params).one())
     matched: int | None = None
     if count:
-        # An offset past the end returns no row to carry the total: count separately.
+        matched = int(total) if total is not None else int(counting.run(conn))
+    return features, returned, matched
+
+
+async def features_page_async(con: asyncpg.Connection, source: TableSource,
+                              query: FeatureQuery, *, limit: int, offset: int = 0,
+                              count: bool = True) -> tuple[str, int, int | None]:
+    """``features_page`` on a connection of the read pool (``gis.readpool``)."""
+    page, counting = page_reads(source, query, limit=limit, offset=offset)
+    features, returned, total = _page(await readpool.fetchrow(con, page))
+    matched: int | None = None
+    if count:
         matched = int(total) if total is not None else int(
-            conn.execute(count_sql, params).scalar_one())
-    return features or "", int(returned), matched
+            await readpool.fetchval(con, counting))
+    return features, returned, matched
 
 
 @lru_cache(maxsize=64)

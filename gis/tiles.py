@@ -51,7 +51,30 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 # expects many rows in a tile it prefers walking the primary key in ``ORDER BY id`` order and
 # filtering on the geometry, which reads rows all over the table: 730 ms instead of 60 ms for
 # a z14 tile with 50,000 cases in ``case_tiles`` (stored in spatial order, not by id).
-SERIAL = "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL enable_indexscan = off;"
+SERIAL_SETTINGS = {"max_parallel_workers_per_gather": "0", "enable_indexscan": "off"}
+SERIAL = " ".join(f"SET LOCAL {name} = {value};" for name, value in SERIAL_SETTINGS.items())
+
+
+@dataclass(frozen=True)
+class Read:
+    """One read-only statement (a tile, a page of features) and its bound values.
+
+    ``run`` executes it on a SQLAlchemy connection, as it is (``SERIAL`` in front where the
+    statement needs it); ``gis.readpool`` sends the same statement to the asyncpg read pool
+    as a prepared statement, whose sessions hold the ``SERIAL_SETTINGS`` instead.
+    """
+
+    clause: TextClause
+    params: Mapping[str, Any]
+
+    def run(self, conn: Connection) -> Any:
+        """The first column of the first row (None when there is no row)."""
+        return conn.execute(self.clause, self.params).scalar()
+
+
+def tile_bytes(data: Any) -> bytes:
+    """A tile statement's value as bytes (b"" for an empty tile)."""
+    return bytes(data) if data else b""
 
 
 @contextmanager
@@ -286,8 +309,7 @@ def _feature_tile_sql(source: TableSource, filters: frozenset[str], simplify: bo
     """)
 
 
-def feature_tile(
-    conn: Connection,
+def feature_tile_read(
     source: TableSource,
     *,
     layer: str,
@@ -299,12 +321,8 @@ def feature_tile(
     limit: int = 10_000,
     buffer: int = 64,
     extent: int = MVT_EXTENT,
-) -> bytes:
-    """One MVT layer ``layer`` with the features of ``source`` in tile z/x/y (b"" when empty).
-
-    ``filters`` maps filter names of ``source.filters`` to their (already validated) values;
-    ``tolerance_m`` simplifies lines and polygons in Web Mercator metres.
-    """
+) -> Read:
+    """The statement of ``feature_tile`` (which see), to run on either kind of connection."""
     check_tile(z, x, y)
     filters = dict(filters or {})
     unknown = set(filters) - set(source.filters)
@@ -321,8 +339,17 @@ def feature_tile(
     if pixel is not None:
         params.update(_pixel_params(z, x, y, buffer))
     params.update({f"f_{name}": bind_value(value) for name, value in filters.items()})
-    data = conn.execute(sql, params).scalar()
-    return bytes(data) if data else b""
+    return Read(sql, params)
+
+
+def feature_tile(conn: Connection, source: TableSource, **kwargs: Any) -> bytes:
+    """One MVT layer ``layer`` with the features of ``source`` in tile z/x/y (b"" when empty).
+
+    Keyword arguments: ``layer``, ``z``, ``x``, ``y``; ``filters`` maps filter names of
+    ``source.filters`` to their (already validated) values; ``tolerance_m`` simplifies lines
+    and polygons in Web Mercator metres; ``limit``, ``buffer``, ``extent``.
+    """
+    return tile_bytes(feature_tile_read(source, **kwargs).run(conn))
 
 
 # --- aggregated point tiles (counts per tile-pyramid cell) --------------------------------
@@ -395,15 +422,14 @@ def _rollup_sql(by_category: bool, by_open: bool) -> TextClause:
     return text(_CELL_TILE.format(cells=cells))
 
 
-def case_cells_tile(
-    conn: Connection,
+def case_cells_read(
     *,
     layer: str,
     grid: CellGrid,
     category_patterns: Sequence[str] | None = None,
     open_only: bool | None = None,
     extent: int = MVT_EXTENT,
-) -> bytes:
+) -> Read:
     """Case counts per cell from the ``tile_case_cells`` rollup (kept exact by triggers).
 
     ``category_patterns`` are SQL LIKE patterns on category codes (``"E01%"``); ``open_only``
@@ -419,9 +445,12 @@ def case_cells_tile(
                    "sx1": ((params["dx1"] + 1) << shift) - 1,
                    "sy1": ((params["dy1"] + 1) << shift) - 1,
                    "patterns": list(category_patterns or []), "open": open_only})
-    sql = _rollup_sql(category_patterns is not None, open_only is not None)
-    data = conn.execute(sql, params).scalar()
-    return bytes(data) if data else b""
+    return Read(_rollup_sql(category_patterns is not None, open_only is not None), params)
+
+
+def case_cells_tile(conn: Connection, **kwargs: Any) -> bytes:
+    """``case_cells_read`` run on ``conn``: the tile's bytes (b"" when empty)."""
+    return tile_bytes(case_cells_read(**kwargs).run(conn))
 
 
 @lru_cache(maxsize=64)
@@ -449,8 +478,7 @@ def _raw_cells_sql(source: TableSource, filters: frozenset[str], open_sql: str) 
     return text(_CELL_TILE.format(cells=cells))
 
 
-def point_cells_tile(
-    conn: Connection,
+def point_cells_read(
     source: TableSource,
     *,
     layer: str,
@@ -458,7 +486,7 @@ def point_cells_tile(
     open_sql: str,
     filters: Mapping[str, Any] | None = None,
     extent: int = MVT_EXTENT,
-) -> bytes:
+) -> Read:
     """Counts per cell computed from the rows themselves (any filter combination); gives the
     same tile as ``case_cells_tile`` where both apply."""
     filters = dict(filters or {})
@@ -466,9 +494,12 @@ def point_cells_tile(
     params["margin"] = 1.5 * grid.cell_m
     params.update(source.where_params)
     params.update({f"f_{name}": bind_value(value) for name, value in filters.items()})
-    sql = _raw_cells_sql(source, frozenset(filters), open_sql)
-    data = conn.execute(sql, params).scalar()
-    return bytes(data) if data else b""
+    return Read(_raw_cells_sql(source, frozenset(filters), open_sql), params)
+
+
+def point_cells_tile(conn: Connection, source: TableSource, **kwargs: Any) -> bytes:
+    """``point_cells_read`` run on ``conn``: the tile's bytes (b"" when empty)."""
+    return tile_bytes(point_cells_read(source, **kwargs).run(conn))
 
 
 def source_extent(conn: Connection, source: TableSource) -> tuple[float, ...] | None:

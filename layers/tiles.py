@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Connection
 
-from gis import tiles
+from gis import readpool, tiles
 from gis.errors import InvalidInput
 from layers.registry import CLOSED_STATUSES, OPEN_STATUSES, LayerSpec
 
@@ -28,12 +29,12 @@ def check_zoom(layer: LayerSpec, z: int, x: int, y: int) -> None:
                            " (clients overzoom from the maxzoom tile)", field="z")
 
 
-def render_tile(conn: Connection, layer: LayerSpec, z: int, x: int, y: int,
-                filters: Mapping[str, Any]) -> bytes:
-    """The MVT bytes of one tile (b"" when nothing is in it or z is below the minzoom)."""
+def tile_read(layer: LayerSpec, z: int, x: int, y: int, filters: Mapping[str, Any]
+              ) -> tiles.Read | None:
+    """The statement that draws one tile (None: z is below the minzoom, the tile is empty)."""
     check_zoom(layer, z, x, y)
     if z < layer.minzoom:
-        return b""
+        return None
     agg = layer.aggregate
     if agg is not None and z <= agg.maxzoom:
         grid = agg.grid(z, x, y)
@@ -45,14 +46,29 @@ def render_tile(conn: Connection, layer: LayerSpec, z: int, x: int, y: int,
         rollup_ok = agg.rollup and set(filters) <= {"status", "category"} and (
             status is None or open_only is not None)
         if rollup_ok:
-            return tiles.case_cells_tile(conn, layer=agg.name, grid=grid,
+            return tiles.case_cells_read(layer=agg.name, grid=grid,
                                          category_patterns=filters.get("category"),
                                          open_only=open_only)
-        return tiles.point_cells_tile(conn, layer.tiles_from, layer=agg.name, grid=grid,
+        return tiles.point_cells_read(layer.tiles_from, layer=agg.name, grid=grid,
                                       open_sql=agg.open_sql, filters=filters)
-    return tiles.feature_tile(conn, layer.tiles_from, layer=layer.name, z=z, x=x, y=y,
-                              filters=filters, tolerance_m=layer.tolerance_m(z),
-                              limit=layer.limit, buffer=layer.buffer)
+    return tiles.feature_tile_read(layer.tiles_from, layer=layer.name, z=z, x=x, y=y,
+                                   filters=filters, tolerance_m=layer.tolerance_m(z),
+                                   limit=layer.limit, buffer=layer.buffer)
+
+
+def render_tile(conn: Connection, layer: LayerSpec, z: int, x: int, y: int,
+                filters: Mapping[str, Any]) -> bytes:
+    """The MVT bytes of one tile (b"" when nothing is in it or z is below the minzoom)."""
+    read = tile_read(layer, z, x, y, filters)
+    return b"" if read is None else tiles.tile_bytes(read.run(conn))
+
+
+async def render_tile_async(con: asyncpg.Connection, layer: LayerSpec, z: int, x: int, y: int,
+                            filters: Mapping[str, Any]) -> bytes:
+    """``render_tile`` on a connection of the read pool (``gis.readpool``): the same
+    statement, the same bytes."""
+    read = tile_read(layer, z, x, y, filters)
+    return b"" if read is None else tiles.tile_bytes(await readpool.fetchval(con, read))
 
 
 def vector_layers(layer: LayerSpec) -> list[dict[str, Any]]:

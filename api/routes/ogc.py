@@ -8,15 +8,18 @@ links; ``bbox``, ``datetime`` and the layer's filters (``status``, ``category``�
 from __future__ import annotations
 
 import json
+import logging
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import ConnDep
-from api.routes.tiles import LazyConnDep, in_one_hop
+from api.routes.tiles import in_one_hop, uses_read_pool
 from gis import ogc
 from gis import tiles as gis_tiles
 from gis.errors import InvalidInput, NotFound
@@ -25,6 +28,7 @@ from layers.filters import parse_filters
 from layers.registry import REGISTRY, LayerSpec, get_layer
 
 router = APIRouter(prefix="/ogc", tags=["ogc"])
+log = logging.getLogger("gridgov.ogc")
 
 GEOJSON = "application/geo+json"
 JSON = "application/json"
@@ -168,10 +172,12 @@ def _split_params(request: Request, layer: LayerSpec) -> dict[str, str]:
     return raw
 
 
+ITEMS_PATH = "/ogc/collections/{collectionId}/items"
+
+
 @router.get("/collections/{collectionId}/items")
 async def items(
     request: Request,
-    lazy: LazyConnDep,
     collection_id: Annotated[str, Path(alias="collectionId")],
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs")] = None,
@@ -181,7 +187,19 @@ async def items(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     f: Annotated[str | None, Query(description="json (the only format)")] = None,
 ) -> Response:
-    """Features of the collection as a GeoJSON FeatureCollection, ``limit`` per page."""
+    """Features of the collection as a GeoJSON FeatureCollection, ``limit`` per page.
+
+    A GET with valid parameters is answered by ``ItemsFastPath`` before the routing, with the
+    same response; this handler answers the rest (every 4xx) and whatever the read pool could
+    not."""
+    layer, query = _items_query(request, collection_id, bbox, bbox_crs, datetime_)
+    page = await _page(request, layer, query, limit, offset)
+    return _items_response(request, layer, limit, offset, page)
+
+
+def _items_query(request: Request, collection_id: str, bbox: str | None,
+                 bbox_crs: str | None, datetime_: str | None
+                 ) -> tuple[LayerSpec, ogc.FeatureQuery]:
     _check_format(request)
     layer = _collection(collection_id)
     if bbox_crs not in (None, CRS84):
@@ -193,11 +211,12 @@ async def items(
         filters=parse_filters(layer.filters, raw, layer=layer.name),
     )
     start, end = ogc.parse_interval(datetime_)
-    query = ogc.FeatureQuery(query.bbox, start, end, query.filters)
-    # Parsing runs on the event loop; the query takes one thread hop with its connection.
-    features, returned, matched = await in_one_hop(
-        lazy, lambda conn: ogc.features_page(conn, layer.source, query, limit=limit,
-                                             offset=offset))
+    return layer, ogc.FeatureQuery(query.bbox, start, end, query.filters)
+
+
+def _items_response(request: Request, layer: LayerSpec, limit: int, offset: int,
+                    page: tuple[str, int, int | None]) -> Response:
+    features, returned, matched = page
     base = f"{_base(request)}/ogc/collections/{layer.name}/items"
     kept = [(k, v) for k, v in request.query_params.multi_items()
             if k not in ("limit", "offset", "f")]
@@ -219,6 +238,83 @@ async def items(
             f'"links":{_dumps(links)},"features":[')
     return Response(head + features + "]}", media_type=GEOJSON,
                     headers={"Cache-Control": layer.cache_control})
+
+
+_FAST_PATH = re.compile(r"/ogc/collections/([a-z0-9_]{1,40})/items")
+_DIGITS = re.compile(r"[0-9]{1,10}")
+
+
+def _bounded(params: Any, name: str, default: int, low: int, high: int) -> int | None:
+    """An integer parameter as FastAPI's ``Query(ge=low, le=high)`` takes it, or None when
+    FastAPI would refuse it (or might read it otherwise than plain digits)."""
+    value = params.get(name)
+    if value is None:
+        return default
+    if not _DIGITS.fullmatch(value) or not low <= int(value) <= high:
+        return None
+    return int(value)
+
+
+class ItemsFastPath:
+    """``GET /ogc/collections/{collectionId}/items`` answered below FastAPI's routing and
+    dependency solving, as ``api.routes.tiles.TileFastPath`` answers tiles: only requests the
+    ``items`` route would answer with a page — same parsing, same ``_page``, same
+    ``_items_response`` — with the route's template in the metrics; anything else (every 4xx,
+    a database failure) goes on to the route."""
+
+    def __init__(self, app: ASGIApp, root: FastAPI) -> None:
+        self.app = app
+        self.root = root
+        self.route = next(r for r in router.routes if getattr(r, "path", None) == ITEMS_PATH)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
+            match = _FAST_PATH.fullmatch(scope["path"])
+            if match is not None:
+                response = await self.answer(scope, match.group(1))
+                if response is not None:
+                    scope["route"] = self.route
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def answer(self, scope: Scope, collection_id: str) -> Response | None:
+        layer = REGISTRY.get(collection_id)
+        if layer is None or not (layer.ogc and layer.public):
+            return None
+        request = Request(scope)
+        params = request.query_params
+        limit = _bounded(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        offset = _bounded(params, "offset", 0, 0, MAX_OFFSET)
+        if limit is None or offset is None:
+            return None
+        try:
+            _, query = _items_query(request, collection_id, params.get("bbox"),
+                                    params.get("bbox-crs"), params.get("datetime"))
+        except InvalidInput:
+            return None
+        try:
+            page = await _page(request, layer, query, limit, offset)
+        except Exception:  # noqa: BLE001 - the route answers it (503 when the database is down)
+            return None
+        return _items_response(request, layer, limit, offset, page)
+
+
+async def _page(request: Request, layer: LayerSpec, query: ogc.FeatureQuery, limit: int,
+                offset: int) -> tuple[str, int, int | None]:
+    """The page on the read pool, on the event loop (``gis.readpool``); on the request's
+    connection in one thread hop when a test shares its connection, or when the read pool
+    failed (the route then answers as it always has: 503 when the database is down)."""
+    if uses_read_pool(request.app):
+        try:
+            async with request.app.state.read_pool.connection() as con:
+                return await ogc.features_page_async(con, layer.source, query, limit=limit,
+                                                     offset=offset)
+        except Exception as exc:  # noqa: BLE001 - retried on the sync path below
+            log.warning("features page of %s: read pool failed (%s); retried on the engine",
+                        layer.name, type(exc).__name__)
+    return await in_one_hop(request, lambda conn: ogc.features_page(
+        conn, layer.source, query, limit=limit, offset=offset))
 
 
 def _dumps(value: Any) -> str:

@@ -4,37 +4,43 @@ Every tile response carries a strong ETag (content hash) and the layer's Cache-C
 ``If-None-Match`` answers 304. Rendered tiles are kept in the app's ``TileCache``, which is
 brought up to date with the database's change log before each lookup (``gis/tilecache.py``).
 
-The tile handler runs on the event loop and takes a database connection only when it needs
-one (a cache miss, or a change-log poll at most every ``poll_interval_s``): a cache hit costs
-no database round trip and no thread hop, and a miss costs one hop, in which the connection is
-checked out, used and given back.
+A tile is answered on the event loop and takes a database connection only when it needs one
+(a cache miss, or a change-log poll at most every ``poll_interval_s``): a cache hit costs no
+database round trip and no thread hop. A GET of a public layer is answered by ``TileFastPath``
+below FastAPI's routing, and a miss is rendered on the asyncpg read pool (``gis.readpool``):
+no thread hop either. The route itself answers everything else (errors, HEAD, responders),
+rendering a miss in one thread hop in which the connection is checked out, used and given back.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
+import logging
+import re
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.deps import ConnDep, get_conn
+from api.deps import ConnDep, RequestConnection, get_conn
 from api.security import get_principal
 from gis import tiles as gis_tiles
 from gis.auth import STAFF_ROLES, require_role
 from gis.errors import InvalidInput
-from gis.tilecache import Entry, TileCache, TileCacheSettings
+from gis.tilecache import Entry, TileCache, TileCacheSettings, TileKey
 from layers import tiles as layer_tiles
 from layers.filters import filter_key, parse_filters
-from layers.registry import REGISTRY, cache_policies, get_layer
+from layers.registry import REGISTRY, LayerSpec, cache_policies, get_layer
 
 router = APIRouter(tags=["tiles"])
+log = logging.getLogger("gridgov.tiles")
 
 MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
+TILE_PATH = "/tiles/{layer}/{z}/{x}/{y}.mvt"
 FILTER_PARAMS = ("status", "category", "since", "until")
 T = TypeVar("T")
 
@@ -67,72 +73,31 @@ def query_filters(request: Request, allowed: tuple[str, ...] = FILTER_PARAMS
     return raw
 
 
-class LazyConnection:
-    """The request's connection from ``get_conn`` (or its test override), opened on first use.
-
-    Call ``get()`` and ``close()`` from worker threads: they may block on the pool.
-    """
-
-    def __init__(self, request: Request) -> None:
-        self._request = request
-        self._gen: Generator[Connection, None, None] | None = None
-        self._conn: Connection | None = None
-
-    def get(self) -> Connection:
-        if self._conn is None:
-            provider: Any = self._request.app.dependency_overrides.get(get_conn, get_conn)
-            wants_request = bool(inspect.signature(provider).parameters)
-            self._gen = provider(self._request) if wants_request else provider()
-            self._conn = next(self._gen)  # type: ignore[arg-type]
-        return self._conn
-
-    @property
-    def opened(self) -> bool:
-        return self._gen is not None
-
-    def close(self, failed: bool = False) -> None:
-        gen, self._gen, self._conn = self._gen, None, None
-        if gen is None:
-            return
-        if failed:
-            gen.close()
-        else:
-            next(gen, None)
-
-
-async def lazy_conn(request: Request) -> AsyncIterator[LazyConnection]:
-    lazy = LazyConnection(request)
-    try:
-        yield lazy
-    except Exception:
-        if lazy.opened:
-            await run_in_threadpool(lazy.close, True)
-        raise
-    else:
-        if lazy.opened:
-            await run_in_threadpool(lazy.close)
-
-
-LazyConnDep = Annotated[LazyConnection, Depends(lazy_conn)]
-
-
-async def in_one_hop(lazy: LazyConnection, work: Callable[[Connection], T]) -> T:
-    """Read-only ``work(conn)`` in one thread hop that also checks the connection out and gives
-    it back, instead of a hop to check out, one to work and one after the response to give it
-    back (a sync handler with ``ConnDep``); see ``gis.tiles.read_only`` for the round trip
-    it saves as well."""
+async def in_one_hop(request: Request, work: Callable[[Connection], T]) -> T:
+    """Read-only ``work(conn)`` on the request's connection (``get_conn`` or its test
+    override), in one thread hop that also checks the connection out and gives it back,
+    instead of a hop to check out, one to work and one after the response to give it back (a
+    sync handler with ``ConnDep``); in autocommit (``RequestConnection.get(read_only=True)``),
+    which saves the ``BEGIN`` and ``ROLLBACK`` round trips as well."""
 
     def call() -> T:
+        lazy = RequestConnection(request)
+        conn = lazy.get(read_only=True)
         try:
-            with gis_tiles.read_only(lazy.get()) as conn:
-                result = work(conn)
-        except BaseException:
-            lazy.close(failed=True)
+            result = work(conn)
+        except BaseException as exc:
+            lazy.close(exc)
             raise
         lazy.close()
         return result
 
     return await run_in_threadpool(call)
+
+
+def uses_read_pool(app: Any) -> bool:
+    """True when reads may go to the app's asyncpg read pool (``gis.readpool``): not when a
+    test shares its own connection and transaction through ``get_conn``."""
+    return get_conn not in app.dependency_overrides and hasattr(app.state, "read_pool")
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
@@ -144,12 +109,68 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return etag in tags
 
 
-@router.get("/tiles/{layer}/{z}/{x}/{y}.mvt", response_class=Response,
+def tile_key(spec: LayerSpec, z: int, x: int, y: int, values: Mapping[str, Any]) -> TileKey:
+    return (spec.mvt_layer(z), z, x, y, filter_key(values))
+
+
+def tile_response(spec: LayerSpec, entry: Entry, if_none_match: str | None) -> Response:
+    """200 with the tile, 204 when it is empty, 304 when the client has it: ETag and the
+    layer's Cache-Control on all three."""
+    headers = {"ETag": entry.etag, "Cache-Control": spec.cache_control}
+    if _etag_matches(if_none_match, entry.etag):
+        return Response(status_code=304, headers=headers)
+    if not entry.data:
+        return Response(status_code=204, headers=headers)
+    return Response(entry.data, media_type=MVT_MEDIA_TYPE, headers=headers)
+
+
+async def sync_entry(request: Request, spec: LayerSpec, z: int, x: int, y: int,
+                     values: Mapping[str, Any]) -> Entry:
+    """The tile from the cache or rendered on the request's connection (SQLAlchemy), with the
+    change-log poll when due, in one thread hop."""
+    cache: TileCache = request.app.state.tile_cache
+    key = tile_key(spec, z, x, y, values)
+
+    def fetch(conn: Connection) -> Entry:
+        cache.sync(conn)
+        found = cache.get(key)
+        if found is not None:
+            return found
+        generation = cache.generation(key[0])
+        data = layer_tiles.render_tile(conn, spec, z, x, y, values)
+        return cache.put(key, data, generation=generation)
+
+    entry = None if cache.poll_due() else cache.get(key)
+    return entry if entry is not None else await in_one_hop(request, fetch)
+
+
+def _poll(engine: Engine, cache: TileCache) -> None:
+    with engine.connect() as conn, gis_tiles.read_only(conn) as reading:
+        cache.sync(reading)
+
+
+async def pooled_entry(app: Any, spec: LayerSpec, z: int, x: int, y: int,
+                       values: Mapping[str, Any]) -> Entry:
+    """``sync_entry`` with the render on the read pool, on the event loop: no thread hop
+    (the change-log poll, at most every ``poll_interval_s``, still takes one)."""
+    cache: TileCache = app.state.tile_cache
+    key = tile_key(spec, z, x, y, values)
+    if cache.poll_due():
+        await run_in_threadpool(_poll, app.state.engine, cache)
+    entry = cache.get(key)
+    if entry is None:
+        generation = cache.generation(key[0])
+        async with app.state.read_pool.connection() as con:
+            data = await layer_tiles.render_tile_async(con, spec, z, x, y, values)
+        entry = cache.put(key, data, generation=generation)
+    return entry
+
+
+@router.get(TILE_PATH, response_class=Response,
             responses={200: {"content": {MVT_MEDIA_TYPE: {}}}, 204: {"description": "empty"},
                        304: {"description": "not modified"}})
 async def tile(
     request: Request,
-    lazy: LazyConnDep,
     layer: Annotated[str, Path(description="a layer of the registry (see /tiles)")],
     z: Annotated[int, Path(ge=0, le=gis_tiles.MAX_ZOOM)],
     x: Annotated[int, Path(ge=0)],
@@ -160,40 +181,103 @@ async def tile(
     until: UntilQ = None,
 ) -> Response:
     """One Mapbox Vector Tile; 204 when it holds nothing. Non-public layers (responders) need
-    a staff token."""
+    a staff token.
+
+    A GET of a public layer with valid parameters is answered by ``TileFastPath`` before the
+    routing, with the same response; this handler answers the rest (errors, HEAD, responders)
+    and whatever the read pool could not."""
     spec = get_layer(layer)
     if not spec.public:
-        await run_in_threadpool(_require_staff, request, lazy)
+        await run_in_threadpool(_require_staff, request)
     layer_tiles.check_zoom(spec, z, x, y)
     values = parse_filters(spec.filters, query_filters(request), layer=spec.name)
-    cache: TileCache = request.app.state.tile_cache
-    key = (spec.mvt_layer(z), z, x, y, filter_key(values))
-
-    def fetch(conn: Connection) -> Entry:
-        # The poll (when due) and the render (on a miss), in one hop.
-        cache.sync(conn)
-        found = cache.get(key)
-        if found is not None:
-            return found
-        generation = cache.generation(key[0])
-        data = layer_tiles.render_tile(conn, spec, z, x, y, values)
-        return cache.put(key, data, generation=generation)
-
-    entry = None if cache.poll_due() else cache.get(key)
-    if entry is None:
-        entry = await in_one_hop(lazy, fetch)
-    headers = {"ETag": entry.etag, "Cache-Control": spec.cache_control}
-    if _etag_matches(request.headers.get("if-none-match"), entry.etag):
-        return Response(status_code=304, headers=headers)
-    if not entry.data:
-        return Response(status_code=204, headers=headers)
-    return Response(entry.data, media_type=MVT_MEDIA_TYPE, headers=headers)
+    entry = await sync_entry(request, spec, z, x, y, values)
+    return tile_response(spec, entry, request.headers.get("if-none-match"))
 
 
-def _require_staff(request: Request, lazy: LazyConnection) -> None:
+def _require_staff(request: Request) -> None:
     """401 for the public, 403 for non-staff: on-duty positions are not for everyone."""
-    principal = get_principal(request, lazy.get())
-    require_role(principal, tuple(sorted(STAFF_ROLES)), "see responder positions")
+    lazy = RequestConnection(request)
+    conn = lazy.get(read_only=True)
+    try:
+        principal = get_principal(request, conn)
+        require_role(principal, tuple(sorted(STAFF_ROLES)), "see responder positions")
+    except BaseException as exc:
+        lazy.close(exc)
+        raise
+    lazy.close()
+
+
+_FAST_PATH = re.compile(r"/tiles/([a-z0-9_]{1,40})/([0-9]{1,2})/([0-9]{1,8})/([0-9]{1,8})\.mvt")
+
+
+class TileFastPath:
+    """``GET /tiles/{layer}/{z}/{x}/{y}.mvt`` of a public layer, answered below FastAPI's
+    routing and dependency solving (about a third of a cold tile's Python): ASGI middleware
+    inside the app's own (request id, metrics, security headers, CORS), so those apply as to
+    every route.
+
+    It answers only what it can answer exactly as the ``tile`` route would — a known public
+    layer, a tile that exists, known filters given once with valid values — with the same
+    cache, the same ``tile_response`` and the route's template in the metrics; anything else
+    (every 4xx, HEAD, responders, a read-pool failure before anything was sent) goes on to
+    the route, which answers it as always. The tile is rendered on the read pool
+    (``pooled_entry``), or on the test's shared connection (``sync_entry``) when a test
+    overrides ``get_conn``.
+    """
+
+    def __init__(self, app: ASGIApp, root: FastAPI) -> None:
+        self.app = app
+        self.root = root
+        self.route = next(r for r in router.routes if getattr(r, "path", None) == TILE_PATH)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
+            match = _FAST_PATH.fullmatch(scope["path"])
+            if match is not None:
+                response = await self.answer(scope, *match.groups())
+                if response is not None:
+                    scope["route"] = self.route
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def answer(self, scope: Scope, layer: str, zs: str, xs: str, ys: str
+                     ) -> Response | None:
+        spec = REGISTRY.get(layer)
+        if spec is None or not spec.public:
+            return None
+        z, x, y = int(zs), int(xs), int(ys)
+        raw: dict[str, str] = {}
+        if scope["query_string"]:
+            for name, value in parse_qsl(scope["query_string"].decode("latin-1"),
+                                         keep_blank_values=True):
+                if name not in FILTER_PARAMS or name in raw:
+                    return None
+                raw[name] = value
+        try:
+            layer_tiles.check_zoom(spec, z, x, y)
+            values = parse_filters(spec.filters, raw, layer=spec.name)
+        except InvalidInput:
+            return None
+        try:
+            if uses_read_pool(self.root):
+                entry = await pooled_entry(self.root, spec, z, x, y, values)
+            else:
+                entry = await sync_entry(Request(scope), spec, z, x, y, values)
+        except Exception as exc:  # noqa: BLE001 - the route answers it (503, 500...)
+            log.warning("tile %s/%s/%s/%s: %s; answered by the route", layer, z, x, y,
+                        type(exc).__name__)
+            return None
+        return tile_response(spec, entry, _header(scope, b"if-none-match"))
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first ``name`` header of the request, as ``Request.headers.get`` gives it."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def tiles_url(request: Request, layer: str, raw_filters: Mapping[str, str]) -> str:
