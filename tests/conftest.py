@@ -21,6 +21,11 @@ from sqlalchemy.pool import NullPool
 from gis import db, schema
 from gis.settings import CitySettings, DatabaseSettings
 
+# A server freezes its start-up objects once (api.app.freeze_startup_objects); the test
+# process starts hundreds of apps, and freezing each would keep every cycle made before it
+# for good. tests/api/test_app_startup.py turns it on where it is the behaviour under test.
+os.environ.setdefault("GRIDGOV_GC_FREEZE", "false")
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = "gridgov_test_template"
 
