@@ -10,7 +10,11 @@ come from a dispatcher's token on the hotline channel (with a reporter contact),
 public on the app channel; each has a unique ``Idempotency-Key`` and a seeded point inside a
 grid; categories cycle through every minor category. Rate limits are off for the run (one
 loopback address sends everything); the cases created are deleted afterwards unless
-``--keep-cases``.
+``--keep-cases``. The tables an intake writes are vacuumed and analyzed before the run and
+after the clean-up (``bench_load.settle``: otherwise autovacuum works off the previous run's
+deletes during this one). ``--server-env GRIDGOV_POOL_SIZE=12`` and the like set the
+server's environment. The seconds of the schedule whose p99 missed the aim are printed
+(``timeline`` in the record: where in the run the stalls were).
 
 Peers, from the same run: the same intake called in process (``gis.intake.create_case`` and a
 commit on a pooled connection, no HTTP) — what HTTP, FastAPI and the thread pool add — and the
@@ -107,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
                       peer["per_s_one_connection"]],
                      ["× (HTTP / in process) p50", round(overall["p50_ms"] / peer["p50_ms"], 2),
                       "", ""]]))
+    slow = [t for t in record["timeline"] if t[2] >= P99_TARGET_MS]
+    print(f"\nseconds of the run with p99 >= {P99_TARGET_MS:g} ms: {len(slow)} of"
+          f" {len(record['timeline'])}" + (": " + ", ".join(
+              f"{t[0]:.0f}s (p99 {t[2]:,.0f}, max {t[3]:,.0f})" for t in slow[:12]) if slow
+              else ""))
     cpu = record["server_cpu_ms_per_request"]
     print(f"\nserver CPU per request: app {cpu.get('app')} ms, PostgreSQL {cpu.get('postgres')}"
           f" ms; client CPU {record['client_cpu_s']} s over {record['wall_s']} s")

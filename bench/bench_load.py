@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -43,6 +44,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -406,6 +408,19 @@ class BackendCpu:
         return sum(v - self._base.get(k, 0.0) for k, v in self._last.items())
 
 
+def timeline(outcomes: list[Outcome]) -> list[list[float]]:
+    """Per second of the schedule (by due time): [second, requests, p99 ms, max ms] — where
+    in the run the slow requests were (a stall shows as a run of slow seconds)."""
+    if not outcomes:
+        return []
+    t0 = min(o.due for o in outcomes)
+    seconds: dict[int, list[float]] = {}
+    for o in outcomes:
+        seconds.setdefault(int(o.due - t0), []).append(o.latency_s * 1e3)
+    return [[s, len(v), round(float(np.percentile(v, 99)), 1), round(max(v), 1)]
+            for s, v in sorted(seconds.items())]
+
+
 def summarise(run: dict[str, Any], kinds: list[str]) -> tuple[list[dict[str, Any]], dict]:
     outcomes: list[Outcome] = run["outcomes"]
     rows = []
@@ -483,9 +498,64 @@ def parse_mix(spec: str | None) -> dict[str, float]:
     return mix
 
 
+# The tables an intake writes (cases and what its triggers keep), vacuumed and analyzed before
+# a run and after its clean-up.
+INTAKE_TABLES = ("cases", "case_events", "kpi_daily", "kpi_area", "kpi_area_quarter",
+                 "tile_case_cells", "case_tiles", "tile_invalidations", "live_changes")
+
+
+def settle(engine: Engine) -> float:
+    """``VACUUM ANALYZE`` the intake tables; the seconds it took.
+
+    Each run deletes the cases it created (tens of thousands of dead rows in ``cases``,
+    ``case_events`` and the rollups). Left alone, autovacuum takes them up during the next
+    run: a VACUUM of ``case_events`` there read and wrote enough to stall every commit for
+    seconds (sampled: 30 connections busy in ``COMMIT`` behind WAL flushes) — a cost of the
+    benchmark's own clean-up, not of intake. Settling first measures intake on the database
+    a live service has, whose cases are never deleted."""
+    t0 = time.perf_counter()
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(text(f"VACUUM (ANALYZE) {', '.join(INTAKE_TABLES)}"))
+    return time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def no_client_gc() -> Iterator[None]:
+    """The generator's own garbage collector off for the measured run.
+
+    Latency counts from each request's due time, so a pause of the generator is charged to
+    the server: with the outcomes and the HTTP client's objects piling up, the generator's
+    full collections took 150–480 ms each (``gc.callbacks``, load 15–20) — every request
+    in flight then looked that much slower. Objects are still freed by reference counting;
+    the cycles of one run are collected after it."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        gc.collect()
+
+
+def server_env(pairs: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` options → the server's extra environment."""
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.startswith("GRIDGOV_"):
+            raise SystemExit(f"--server-env wants GRIDGOV_NAME=VALUE, not {pair!r}")
+        env[name] = value
+    return env
+
+
 def run_bench(name: str, args: argparse.Namespace, mix: dict[str, float]) -> dict[str, Any]:
     """Shared by bench_load and bench_intake: city, server, warm-up, the run, the record."""
     city = ensure_city(args.db, grids=args.grids, seed=args.seed)
+    print(f"[{name}] VACUUM ANALYZE of the intake tables: {settle(city.engine):.1f} s",
+          flush=True)
     os.environ["GRIDGOV_BENCH_DB_NAME"] = args.db  # for the per-backend CPU accounting
     fx = prepare(city, seed=args.seed + 6)
     port = free_port()
@@ -493,7 +563,8 @@ def run_bench(name: str, args: argparse.Namespace, mix: dict[str, float]) -> dic
     info = machine(city.engine)
     record: dict[str, Any] = {}
     try:
-        with serve(args.db, port, workers=args.workers, log=log) as proc:
+        with serve(args.db, port, workers=args.workers, log=log,
+                   env=server_env(args.server_env)) as proc:
             base = f"http://127.0.0.1:{port}"
             if args.warmup > 0:  # connections, caches, imports; not counted
                 warm = Fixture(fx.points, fx.categories, fx.grid_codes, fx.token, fx.seed + 1,
@@ -504,14 +575,16 @@ def run_bench(name: str, args: argparse.Namespace, mix: dict[str, float]) -> dic
             load_before = os.getloadavg()
             print(f"[{name}] offering {args.rate:g} req/s for {args.duration:g} s"
                   f" ({args.workers} worker(s)); load average {load_before[0]:.2f}", flush=True)
-            run = asyncio.run(open_loop(base, fx, mix=mix, rate=args.rate,
-                                        duration_s=args.duration, server_pid=proc.pid,
-                                        rss_every_s=args.rss_every))
+            with no_client_gc():
+                run = asyncio.run(open_loop(base, fx, mix=mix, rate=args.rate,
+                                            duration_s=args.duration, server_pid=proc.pid,
+                                            rss_every_s=args.rss_every))
             load_after = os.getloadavg()
         rows, memory = summarise(run, list(mix))
         record = {
             "benchmark": name, "machine": info, "db": args.db, "grids": args.grids,
             "rate_offered": args.rate, "duration_s": args.duration, "workers": args.workers,
+            "server_env": server_env(args.server_env),
             "mix": mix, "scheduled": run["scheduled"], "offered_s": round(run["offered_s"], 1),
             "wall_s": round(run["wall_s"], 1), "client_cpu_s": run["client_cpu_s"],
             "server_cpu_s": run["server_cpu_s"], "keepalive_resends": run["keepalive_resends"],
@@ -520,13 +593,14 @@ def run_bench(name: str, args: argparse.Namespace, mix: dict[str, float]) -> dic
                 for k, v in run["server_cpu_s"].items()},
             "load_avg_before": [round(v, 2) for v in load_before],
             "load_avg_after": [round(v, 2) for v in load_after],
-            "endpoints": rows, "memory": memory,
+            "endpoints": rows, "memory": memory, "timeline": timeline(run["outcomes"]),
         }
     finally:
         if not args.keep_cases:
             deleted = delete_run_cases(city.engine, fx.run)
             deleted += delete_run_cases(city.engine, fx.run + "w")
             print(f"[{name}] deleted the {deleted:,} cases this run created", flush=True)
+            settle(city.engine)
         city.engine.dispose()
     return record
 
@@ -542,6 +616,9 @@ def add_common_args(parser: argparse.ArgumentParser, *, rate: float, duration: f
     parser.add_argument("--rss-every", type=float, default=10, help="RSS sampling, seconds")
     parser.add_argument("--keep-cases", action="store_true",
                         help="keep the cases the run created (default: delete them)")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment of the server, e.g. GRIDGOV_POOL_SIZE=40"
+                             " (repeatable; recorded)")
 
 
 def main(argv: list[str] | None = None) -> int:

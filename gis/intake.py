@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from gis import crs as crs_mod
 from gis import prepared
@@ -172,6 +173,8 @@ def _answer_replay(stored_key: str, fingerprint: str, case_id: int, stored_finge
     return IntakeResult(body=body, created=False)
 
 
+_UNDEFINED_STATEMENT = "26000"   # SQLSTATE invalid_sql_statement_name
+
 # Cases fetched from the geometry index before the duplicate search turns time-first.
 NEAR_LIMIT = 64
 
@@ -300,10 +303,36 @@ _INSERT_TYPES = (
 )
 
 
+# The resolve query runs on its generic plan (``_resolve``); these go in front of the
+# statements around it, in the same round trip.
+_GENERIC_PLAN = "SET LOCAL plan_cache_mode = force_generic_plan"
+_AUTO_PLAN = "RESET plan_cache_mode"
+
+
+def _prepared(conn: Connection, before: str, sql: str, params: dict[str, Any],
+              types: tuple[tuple[str, str], ...]) -> Any:
+    """``before`` then ``sql`` as a prepared statement (``gis.prepared``), in one round trip
+    once the session holds the statement: psycopg2 sends both as one simple query and the
+    result is the last statement's."""
+    stmt = prepared.statement(sql, types)
+    if stmt.name not in prepared.held_statements(conn):
+        conn.exec_driver_sql(before)
+        return prepared.execute(conn, sql, params, types=types)
+    try:
+        return conn.exec_driver_sql(f"{before}; {stmt.execute_sql}",
+                                    tuple(params[n] for n in stmt.params))
+    except DBAPIError as exc:
+        if getattr(exc.orig, "pgcode", None) == _UNDEFINED_STATEMENT:
+            # The session lost its statements behind our back (DISCARD ALL): this call fails,
+            # the next one gets a fresh session (prepared.execute's own rule).
+            conn.invalidate()
+        raise
+
+
 def _run(conn: Connection, sql: str, statement: Any, params: dict[str, Any],
          types: tuple[tuple[str, str], ...], prepare: bool) -> Any:
     if prepare:
-        return prepared.execute(conn, sql, params, types=types)
+        return _prepared(conn, _AUTO_PLAN, sql, params, types)
     return conn.execute(statement, params)
 
 
@@ -311,14 +340,12 @@ def _resolve(conn: Connection, params: dict[str, Any], prepare: bool) -> Any:
     """The resolve row. Prepared, it runs on the generic plan: PostgreSQL estimates that plan
     dearer than a custom one (it cannot see the time window or the point) and so re-plans on
     every EXECUTE (~1.7 ms of server CPU, three times the execution) for the very same plan.
-    ``SET LOCAL`` and the ``RESET`` right after confine that to this one statement: the
-    triggers of the INSERT that follows plan as before."""
+    ``SET LOCAL`` before it and the ``RESET`` sent in front of the INSERT (or right after, when
+    no INSERT follows) confine that to this one statement: the triggers of the INSERT plan as
+    before. Both ride in the round trip of a neighbouring statement."""
     if not prepare:
         return conn.execute(_RESOLVE, params).mappings().one()
-    conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
-    row = prepared.execute(conn, _RESOLVE_SQL, params, types=_RESOLVE_TYPES).mappings().one()
-    conn.exec_driver_sql("RESET plan_cache_mode")
-    return row
+    return _prepared(conn, _GENERIC_PLAN, _RESOLVE_SQL, params, _RESOLVE_TYPES).mappings().one()
 
 
 def _category_error(conn: Connection, code: str) -> InvalidInput:
@@ -381,6 +408,10 @@ def create_case(
         "dup_deg": tolerance_degrees(settings.duplicate_radius_m, lat), "k": stored_key,
     }, prepare)
 
+    if prepare and (row["replay_id"] is not None or row["category_id"] is None
+                    or not row["category_active"] or row["category_has_children"]
+                    or row["area_id"] is None):
+        conn.exec_driver_sql(_AUTO_PLAN)   # no INSERT follows to carry the RESET
     if row["replay_id"] is not None:
         assert stored_key is not None
         return _answer_replay(stored_key, fingerprint, int(row["replay_id"]),
