@@ -265,3 +265,19 @@ def test_p90_is_exact_when_the_ranks_straddle_histogram_bins(conn: Connection) -
     assert fast["rows"][0]["n_closed"] == 10
     _same(fast["rows"][0], slow["rows"][0])
     _same(fast["total"], slow["total"])
+
+
+def test_a_large_update_after_a_one_row_update_keeps_the_rollup_exact(conn: Connection) -> None:
+    """An update of more than 64 cases takes the trigger's planned-per-statement branch
+    (0012_trigger_plans); a one-row update first leaves the kept static plan behind, as a
+    lifecycle action does. Both branches must find every key the update touched."""
+    ids = conn.execute(text("SELECT id FROM cases WHERE status = 'closed' ORDER BY id"
+                            " LIMIT 300")).scalars().all()
+    assert len(ids) == 300
+    conn.execute(text("UPDATE cases SET satisfaction = 2 WHERE id = :i"), {"i": ids[0]})
+    conn.execute(text("UPDATE cases SET satisfaction = 5, department_id = (SELECT id FROM"
+                      " departments WHERE code = 'PARKS') WHERE id = ANY(:ids)"),
+                 {"ids": ids[1:]})
+    kept = [r[:8] + r[9:] for r in _rollup(conn)]
+    conn.execute(text("SELECT gridgov_kpi_rebuild()"))
+    assert kept == [r[:8] + r[9:] for r in _rollup(conn)]
