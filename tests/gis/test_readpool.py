@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import mercantile
@@ -21,6 +22,16 @@ from layers.registry import get_layer
 T = TypeVar("T")
 
 
+def _run(main: Callable[[], Awaitable[T]]) -> T:
+    """``asyncio.run(main())`` in a thread of its own: in the whole suite a browser test's
+    Playwright may hold a running event loop in this thread."""
+    async def wrapped() -> T:
+        return await main()
+
+    with ThreadPoolExecutor(1) as worker:
+        return worker.submit(asyncio.run, wrapped()).result()
+
+
 def _on_pool(db_settings: DatabaseSettings, db_name: str,
              work: Callable[[Any], Awaitable[T]]) -> T:
     async def main() -> T:
@@ -31,7 +42,7 @@ def _on_pool(db_settings: DatabaseSettings, db_name: str,
         finally:
             await pool.close()
 
-    return asyncio.run(main())
+    return _run(main)
 
 
 @pytest.fixture(scope="module")
@@ -115,4 +126,4 @@ def test_pool_holds_at_most_its_size_and_replaces_a_broken_connection(
         await pool.close()
         assert a.is_closed() and c.is_closed()
 
-    asyncio.run(main())
+    _run(main)
