@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jurisdiction", default=None, help="jurisdiction code (default: first)")
     p.add_argument("--strict", action="store_true",
                    help="cases: all or nothing (default: valid rows in, invalid rows reported)")
+    p.add_argument("--triggers", dest="fast", action="store_const", const=False, default=None,
+                   help="cases: load through the row triggers even where the fast set-based"
+                   " path is allowed (docs/cases.md, Bulk import)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("export", help="export a layer to GeoJSON, GeoPackage, Shapefile, CSV")

@@ -194,13 +194,18 @@ def cmd_import_cases(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise InvalidInput(f"no such file: {path}", field="file")
     actor = Principal(role="admin", name="cli-import")
+    phases: dict[str, float] = {}
     with _transaction() as conn, tqdm(total=bulk.count_rows(path), unit="row",
                                       desc=f"import {path.name}") as bar:
         report = bulk.import_cases(conn, bulk.read_file(path), principal=actor,
                                    jurisdiction_id=_jurisdiction(conn, args.jurisdiction),
-                                   strict=args.strict, crs=args.crs, progress=bar)
+                                   strict=args.strict, crs=args.crs, progress=bar,
+                                   fast=getattr(args, "fast", None), timings=phases)
     errors = report.pop("errors")
     _print(report)
+    # Which load path ran (gis.bulk.fast_load_refusal): the fast one needs a role that may set
+    # session_replication_role; both leave the same data.
+    print(f"load path: {'fast' if phases.get('fast path') else 'triggers'}", file=sys.stderr)
     for err in errors[:50]:
         print(f"  row {err['row']}: {err['field']}: {err['message']}", file=sys.stderr)
     if len(errors) > 50:

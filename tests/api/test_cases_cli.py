@@ -75,4 +75,9 @@ def test_import_cases_reports_row_errors_and_strict_writes_nothing(
     assert main(["import", "cases", str(csv), "--strict", *code]) == 2
     assert "unknown category 'NOPE'" in capsys.readouterr().err and count() == 0
     assert main(["import", "cases", str(csv), *code]) == 1
-    assert "row 2: category" in capsys.readouterr().err and count() == 1
+    err = capsys.readouterr().err
+    assert "row 2: category" in err and count() == 1
+    assert "load path: fast" in err  # the test database's role is a superuser
+    assert main(["import", "cases", str(csv), *code, "--triggers"]) == 1
+    err = capsys.readouterr().err
+    assert "load path: triggers" in err and "row 2: category" in err and count() == 2

@@ -201,7 +201,7 @@ def _import_twice(conn: Connection, world: CaseWorld, data: str, **bulk: Any
                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
     jid = world.city.jurisdiction_id
     results = []
-    for options in (bulk, {"chunk_size": 1, "use_index": False}):
+    for options in (bulk, {"chunk_size": 1, "use_index": False, "fast": False}):
         savepoint = conn.begin_nested()
         report = run(conn, world, list(read_csv(io.StringIO(data))), **options)
         results.append((report, _snapshot(conn, jid)))
@@ -246,12 +246,12 @@ def test_bulk_import_equals_one_statement_per_row(conn: Connection,
     assert routes == {"category", "zone", "rule", "import"}
 
 
-def test_large_import_sends_one_resync_note_per_chunk(conn: Connection,
-                                                      routed_world: CaseWorld) -> None:
+def test_large_import_on_the_trigger_path_sends_one_resync_note_per_chunk(
+        conn: Connection, routed_world: CaseWorld) -> None:
     lon, lat = routed_world.point(2, 2)
     rows = [(i, {"lon": lon, "lat": lat, "category": "E010101",
                  "reported_at": "2025-08-01T10:00:00Z"}) for i in range(1, 12_001)]
-    assert run(conn, routed_world, rows, chunk_size=6000)["inserted"] == 12_000
+    assert run(conn, routed_world, rows, chunk_size=6000, fast=False)["inserted"] == 12_000
     notes = live_notes(conn)
     assert [json.loads(n) for n in notes] == [{"type": "case", "op": "bulk", "count": 6000}] * 2
 
