@@ -29,6 +29,7 @@ const state = {
   workflow: null,
   departments: [],
   cursors: [null], // cursor of each page seen; the last is the current page
+  listSeq: 0, // number of the latest list request (loadPage)
   next: null,
   current: null,   // the open case (properties)
 };
@@ -144,14 +145,19 @@ function filterParams() {
 
 async function loadPage(cursor) {
   message("#list-message", "Loading…", "info");
+  // Only the latest request may draw: an earlier one (the list loaded at sign-in, say) that
+  // answers after a newer one (the filters just applied) would put back its rows and cursor.
+  const seq = ++state.listSeq;
   let page;
   try {
     page = await api("/api/cases", { params: { ...filterParams(), cursor } });
   } catch (err) {
+    if (seq !== state.listSeq) return;
     message("#list-message", err.message);
     if (err.status === 401) showSignedOut();
     return;
   }
+  if (seq !== state.listSeq) return;
   state.next = page.next_cursor;
   const body = $("#cases tbody");
   body.replaceChildren(...page.features.map((f) => row(f.properties)));

@@ -92,6 +92,46 @@ def test_sign_in_filter_and_page(staff, world) -> None:
     assert log.console_errors == []
 
 
+def test_a_late_answer_to_an_older_list_request_does_not_replace_the_newer(staff, world
+                                                                          ) -> None:
+    """The filtered first page answers only after the user has already paged on: the page
+    keeps page 2. Before, the late answer drew page 1's rows under the label "page 2" (seen
+    in CI when the sign-in list had drawn "25 cases" before the filtered one came back)."""
+    page, log = staff
+    _, accounts, _ = world
+    held = []
+
+    def hold_the_first_filtered_page(route) -> None:
+        url = route.request.url
+        if "category=" in url and "cursor=" not in url and not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/api/cases?**", hold_the_first_filtered_page)
+    sign_in(page, accounts.tokens["call_taker"])
+    page.wait_for_function("() => document.querySelector('#page-info').textContent"
+                           ".includes('25 cases')")  # the list loaded at sign-in
+    page.get_by_label("Category").select_option(NOISE)
+    page.get_by_label("Area code").fill(STREET)
+    page.get_by_role("button", name="Apply").click()
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(20)
+    assert len(held) == 1
+    page.get_by_role("button", name="Older →").click()
+    page.wait_for_function("() => document.querySelector('#page-info').textContent"
+                           ".startsWith('page 2')")
+    second = row_ids(page)
+    with page.expect_response(lambda r: r.url == held[0].request.url):
+        held[0].continue_()
+    page.wait_for_timeout(300)  # the stale answer's JSON is parsed (and dropped)
+    assert row_ids(page) == second
+    assert page.locator("#page-info").inner_text().startswith("page 2")
+    assert log.console_errors == []
+
+
 def test_timeline_and_legal_actions_accept_then_file(staff, world, engine: Engine) -> None:
     page, log = staff
     _, accounts, ids = world
