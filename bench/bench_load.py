@@ -146,7 +146,7 @@ def make_call(kind: str, i: int, fx: Fixture, rng: np.random.Generator) -> Call:
     if kind.startswith("intake"):
         public = kind == "intake_public"
         key = f"{KEY_PREFIX}{fx.run}-{i}"
-        body = {"category": fx.categories[i % len(fx.categories)],
+        body: dict[str, Any] = {"category": fx.categories[i % len(fx.categories)],
                 "channel": "app" if public else "hotline", "lon": round(lon, 7),
                 "lat": round(lat, 7), "description": f"load test report {i}"}
         if not public:
@@ -239,6 +239,7 @@ class _Conn:
         if call.json is not None:
             head.append("Content-Type: application/json")
         head += [f"{k}: {v}" for k, v in call.headers.items()]
+        assert self.writer is not None, "connect() first"
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         return await asyncio.wait_for(self._response(self.reader), timeout_s)
 

@@ -85,7 +85,8 @@ def ensure_city(db_name: str, *, grids: int, seed: int, cases: int | None = None
         box = conn.execute(text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM"
                                 " (SELECT ST_Extent(geom) AS e FROM areas WHERE level = 0"
                                 " AND jurisdiction_id = :j) s"), {"j": jid}).one()
-    return City(engine, settings, db_name, int(jid), code, tuple(float(v) for v in box), grids,
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return City(engine, settings, db_name, int(jid), code, (x0, y0, x1, y1), grids,
                 build_seconds)
 
 

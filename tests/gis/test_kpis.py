@@ -43,9 +43,9 @@ def test_demo_has_a_year_of_cases_with_lifecycles(conn: Connection) -> None:
 
 def _rollup(conn: Connection) -> list[tuple]:
     # ttc_s is a multiset: compare it sorted.
-    return conn.execute(text(
+    return list(conn.execute(text(
         "SELECT k.*, (SELECT array_agg(t ORDER BY t) FROM unnest(k.ttc_s) t) AS ttc"
-        " FROM kpi_daily k ORDER BY 1, 2, 3, 4")).all()
+        " FROM kpi_daily k ORDER BY 1, 2, 3, 4")).tuples())
 
 
 def test_rollup_stays_exact_through_updates_events_and_deletes(conn: Connection) -> None:
@@ -134,9 +134,11 @@ def test_periods(period: str, expected: tuple[date, date]) -> None:
     ((None, date(2026, 5, 1), date(2026, 5, 1)), "until"),
     (("2026", date(2026, 5, 1), None), "period"),
 ])
-def test_bad_periods_name_the_parameter(args: tuple, field: str) -> None:
+def test_bad_periods_name_the_parameter(args: tuple[str | None, date | None, date | None],
+                                        field: str) -> None:
+    period, since, until = args
     with pytest.raises(InvalidInput) as err:
-        parse_period(*args, today=date(2026, 11, 20))
+        parse_period(period, since, until, today=date(2026, 11, 20))
     assert err.value.field == field
 
 
@@ -213,7 +215,8 @@ def churn_cases(conn: Connection, *, move_back_days: int) -> None:
 
 
 def _area_rollup(conn: Connection) -> list[tuple]:
-    return conn.execute(text("SELECT * FROM kpi_area ORDER BY monthly, period, area_id")).all()
+    return list(conn.execute(text("SELECT * FROM kpi_area ORDER BY monthly, period, area_id")
+                             ).tuples())
 
 
 def test_area_rollup_stays_exact_through_inserts_updates_events_and_deletes(
