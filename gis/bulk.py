@@ -389,11 +389,23 @@ SELECT area_id, code, up FROM anc
   WHERE code IN (SELECT area_code FROM routing_rules WHERE jurisdiction_id = :j)
 """
 
+# The insert of a chunk's rows into cases, ids in file order (the fast path swaps it).
+_INS_IN_FILE_ORDER = """
+    INSERT INTO cases (jurisdiction_id, category_id, channel, urgency, description, area_id,
+                       department_id, status, reported_at, due_at, closed_at, satisfaction,
+                       idempotency_key, routed_by, geom)
+    SELECT :j, category_id, channel, urgency, description, area_id, dep_id, status,
+           reported_at, due_at, closed_at, satisfaction,
+           CASE WHEN ext_key IS NULL THEN NULL ELSE :key_prefix || ext_key END, routed_by, geom
+      FROM routed WHERE area_id IS NOT NULL
+     ORDER BY row_no
+"""
+
 # Grids come staged (``grid_id``, from the in-memory AreaIndex) or are looked up here; the
 # category's default department comes staged (``cat_dep``/``cat_how``, resolved once per
 # category in Python). Conditions on the staged row sit inside the LATERAL subqueries so that
 # PostgreSQL skips them per row (a gating filter) instead of running them and discarding.
-_LOAD_SQL = """
+_LOAD_SQL = ("""
 WITH staged AS (
     SELECT b.*,
            CASE WHEN b.wkt IS NULL THEN ST_SetSRID(ST_MakePoint(b.lon, b.lat), 4326)
@@ -444,15 +456,7 @@ WITH staged AS (
            ORDER BY array_position(l.lineage, CAST(r.category_code AS text)) DESC, an.up
            LIMIT 1
       ) rr ON true
-), ins AS (
-    INSERT INTO cases (jurisdiction_id, category_id, channel, urgency, description, area_id,
-                       department_id, status, reported_at, due_at, closed_at, satisfaction,
-                       idempotency_key, routed_by, geom)
-    SELECT :j, category_id, channel, urgency, description, area_id, dep_id, status,
-           reported_at, due_at, closed_at, satisfaction,
-           CASE WHEN ext_key IS NULL THEN NULL ELSE :key_prefix || ext_key END, routed_by, geom
-      FROM routed WHERE area_id IS NOT NULL
-     ORDER BY row_no
+), ins AS (""" + _INS_IN_FILE_ORDER + """\
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, status, reported_at, closed_at
 ), events AS (
@@ -466,7 +470,7 @@ WITH staged AS (
 SELECT (SELECT count(*) FROM ins) AS inserted,
        (SELECT count(*) FROM routed WHERE area_id IS NOT NULL) AS located,
        (SELECT array_agg(row_no ORDER BY row_no) FROM routed WHERE area_id IS NULL) AS outside
-"""
+""")
 
 # Without external ids no row can conflict: a plain INSERT skips the speculative insertion
 # that ON CONFLICT costs per row.
@@ -489,16 +493,6 @@ assert _LOAD_SQL_NO_KEYS != _LOAD_SQL
 # foreign keys on ``cases``/``case_events``/``kpi_daily`` are the ones this code stands in for
 # (``_TRIGGER_SIGNATURE``); otherwise the import takes the trigger path.
 
-_INS_IN_FILE_ORDER = """
-    INSERT INTO cases (jurisdiction_id, category_id, channel, urgency, description, area_id,
-                       department_id, status, reported_at, due_at, closed_at, satisfaction,
-                       idempotency_key, routed_by, geom)
-    SELECT :j, category_id, channel, urgency, description, area_id, dep_id, status,
-           reported_at, due_at, closed_at, satisfaction,
-           CASE WHEN ext_key IS NULL THEN NULL ELSE :key_prefix || ext_key END, routed_by, geom
-      FROM routed WHERE area_id IS NOT NULL
-     ORDER BY row_no
-"""
 _INS_IN_SPACE_ORDER = """
     INSERT INTO cases (id, jurisdiction_id, category_id, channel, urgency, description,
                        area_id, department_id, status, reported_at, due_at, closed_at,
