@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Connection, text
 
 from gis.kpis import KpiQuery, _pieces, compute_kpis
-from tests.gis.test_kpis import _same, churn_cases
+from tests.gis.test_kpis import _same, add_closed_case, churn_cases
 
 
 def _coverage(since: date, until: date, future: date) -> dict[date, int]:
@@ -48,7 +48,8 @@ def test_the_last_365_days_read_three_quarters_and_the_current_month_as_one_row(
 
 
 def _quarters(conn: Connection) -> list[tuple]:
-    return conn.execute(text("SELECT * FROM kpi_area_quarter ORDER BY period, area_id")).all()
+    return list(conn.execute(text("SELECT * FROM kpi_area_quarter ORDER BY period, area_id")
+                             ).tuples())
 
 
 def test_quarter_rollup_stays_exact_through_inserts_updates_events_and_deletes(
@@ -122,14 +123,7 @@ def test_p90_across_quarter_month_and_day_rows_is_exact_on_bin_edges(
             date(2020, 7, 9), date(2020, 7, 30)]
     for i, s in enumerate(seconds):
         day = days[i % len(days)]
-        conn.execute(text(
-            "INSERT INTO cases (jurisdiction_id, category_id, channel, area_id, status,"
-            " reported_at, due_at, closed_at, geom)"
-            " SELECT a.jurisdiction_id, (SELECT min(id) FROM categories), 'app', a.id, 'closed',"
-            " CAST(:r AS timestamptz), CAST(:r AS timestamptz) + interval '30 days',"
-            " CAST(:r AS timestamptz) + make_interval(secs => :s), ST_PointOnSurface(a.geom)"
-            " FROM areas a WHERE a.id = :a"),
-            {"a": grid.id, "s": s, "r": datetime(day.year, day.month, day.day, 12, tzinfo=UTC)})
+        add_closed_case(conn, grid.id, datetime(day.year, day.month, day.day, 12, tzinfo=UTC), s)
     query = KpiQuery(level="grid", area=grid.code, since=since, until=until)
     fast = compute_kpis(conn, query)
     slow = compute_kpis(conn, KpiQuery(**{**query.__dict__, "engine": "cases"}))

@@ -245,6 +245,17 @@ def test_any_day_range_equals_the_direct_computation(
         _same(a, b)
 
 
+def add_closed_case(conn: Connection, area_id: int, reported: datetime, seconds: int) -> None:
+    """A case in grid ``area_id`` reported at ``reported`` and closed ``seconds`` later."""
+    conn.execute(text(
+        "INSERT INTO cases (jurisdiction_id, category_id, channel, area_id, status,"
+        " reported_at, due_at, closed_at, geom)"
+        " SELECT a.jurisdiction_id, (SELECT min(id) FROM categories), 'app', a.id, 'closed',"
+        " CAST(:r AS timestamptz), CAST(:r AS timestamptz) + interval '30 days',"
+        " CAST(:r AS timestamptz) + make_interval(secs => :s), ST_PointOnSurface(a.geom)"
+        " FROM areas a WHERE a.id = :a"), {"a": area_id, "s": seconds, "r": reported})
+
+
 def test_p90_is_exact_when_the_ranks_straddle_histogram_bins(conn: Connection) -> None:
     """Times to close on the bins' edges (600 s, 750 s, …): ranks 0.9·(n−1) fall between two
     bins and on values equal to an edge."""
@@ -253,14 +264,7 @@ def test_p90_is_exact_when_the_ranks_straddle_histogram_bins(conn: Connection) -
                              " ORDER BY code LIMIT 1")).one()
     for i, seconds in enumerate([edges[0] - 1, edges[0], edges[1] - 1, edges[1], edges[3],
                                  edges[3], edges[-1], edges[-1] + 10**6, 0, edges[2]]):
-        conn.execute(text(
-            "INSERT INTO cases (jurisdiction_id, category_id, channel, area_id, status,"
-            " reported_at, due_at, closed_at, geom)"
-            " SELECT a.jurisdiction_id, (SELECT min(id) FROM categories), 'app', a.id, 'closed',"
-            " CAST(:r AS timestamptz), CAST(:r AS timestamptz) + interval '30 days',"
-            " CAST(:r AS timestamptz) + make_interval(secs => :s), ST_PointOnSurface(a.geom)"
-            " FROM areas a WHERE a.id = :a"),
-            {"a": grid.id, "s": seconds, "r": datetime(2020, 5, 3 + i, 12, tzinfo=UTC)})
+        add_closed_case(conn, grid.id, datetime(2020, 5, 3 + i, 12, tzinfo=UTC), seconds)
     query = KpiQuery(level="grid", area=grid.code, since=date(2020, 5, 1),
                      until=date(2020, 5, 20))
     fast = compute_kpis(conn, query)
