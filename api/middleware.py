@@ -198,6 +198,40 @@ class Cors:
         await self.app(scope, receive, send)
 
 
+class FastPath:
+    """ASGI middleware that answers some GETs of one route below FastAPI's routing and
+    dependency solving (``api.routes.tiles.TileFastPath``, ``api.routes.ogc.ItemsFastPath``).
+
+    A subclass sets ``pattern`` (the route's path, its parameters as groups), ``router`` and
+    ``route_path`` (the route, whose template the metrics then name) and defines ``answer``:
+    the response, or None to let the route answer the request as always.
+    """
+
+    pattern: re.Pattern[str]
+    router: Any  # fastapi.APIRouter
+    route_path: str
+
+    def __init__(self, app: ASGIApp, root: Any) -> None:
+        self.app = app
+        self.root = root  # the FastAPI app: its state holds the pools and the cache
+        self.route = next(r for r in self.router.routes
+                          if getattr(r, "path", None) == self.route_path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
+            match = self.pattern.fullmatch(scope["path"])
+            if match is not None:
+                response = await self.answer(scope, *match.groups())
+                if response is not None:
+                    scope["route"] = self.route
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def answer(self, scope: Scope, *groups: str) -> Any:
+        raise NotImplementedError
+
+
 class BodyTooLarge(HTTPException):
     """Raised while reading a body that outgrew its limit (answered 413 by the app)."""
 

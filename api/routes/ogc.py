@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from api.deps import ConnDep
+from api.middleware import FastPath
 from api.routes.tiles import in_one_hop, uses_read_pool
 from gis import ogc
 from gis import tiles as gis_tiles
@@ -255,30 +256,19 @@ def _bounded(params: Any, name: str, default: int, low: int, high: int) -> int |
     return int(value)
 
 
-class ItemsFastPath:
+class ItemsFastPath(FastPath):
     """``GET /ogc/collections/{collectionId}/items`` answered below FastAPI's routing and
     dependency solving, as ``api.routes.tiles.TileFastPath`` answers tiles: only requests the
     ``items`` route would answer with a page — same parsing, same ``_page``, same
     ``_items_response`` — with the route's template in the metrics; anything else (every 4xx,
     a database failure) goes on to the route."""
 
-    def __init__(self, app: ASGIApp, root: FastAPI) -> None:
-        self.app = app
-        self.root = root
-        self.route = next(r for r in router.routes if getattr(r, "path", None) == ITEMS_PATH)
+    pattern = _FAST_PATH
+    router = router
+    route_path = ITEMS_PATH
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
-            match = _FAST_PATH.fullmatch(scope["path"])
-            if match is not None:
-                response = await self.answer(scope, match.group(1))
-                if response is not None:
-                    scope["route"] = self.route
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-    async def answer(self, scope: Scope, collection_id: str) -> Response | None:
+    async def answer(self, scope: Scope, *groups: str) -> Response | None:
+        (collection_id,) = groups
         layer = REGISTRY.get(collection_id)
         if layer is None or not (layer.ogc and layer.public):
             return None

@@ -24,9 +24,10 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection, Engine
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from api.deps import ConnDep, RequestConnection, get_conn
+from api.middleware import FastPath
 from api.security import get_principal
 from gis import tiles as gis_tiles
 from gis.auth import STAFF_ROLES, require_role
@@ -211,7 +212,7 @@ def _require_staff(request: Request) -> None:
 _FAST_PATH = re.compile(r"/tiles/([a-z0-9_]{1,40})/([0-9]{1,2})/([0-9]{1,8})/([0-9]{1,8})\.mvt")
 
 
-class TileFastPath:
+class TileFastPath(FastPath):
     """``GET /tiles/{layer}/{z}/{x}/{y}.mvt`` of a public layer, answered below FastAPI's
     routing and dependency solving (about a third of a cold tile's Python): ASGI middleware
     inside the app's own (request id, metrics, security headers, CORS), so those apply as to
@@ -226,24 +227,12 @@ class TileFastPath:
     overrides ``get_conn``.
     """
 
-    def __init__(self, app: ASGIApp, root: FastAPI) -> None:
-        self.app = app
-        self.root = root
-        self.route = next(r for r in router.routes if getattr(r, "path", None) == TILE_PATH)
+    pattern = _FAST_PATH
+    router = router
+    route_path = TILE_PATH
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
-            match = _FAST_PATH.fullmatch(scope["path"])
-            if match is not None:
-                response = await self.answer(scope, *match.groups())
-                if response is not None:
-                    scope["route"] = self.route
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-    async def answer(self, scope: Scope, layer: str, zs: str, xs: str, ys: str
-                     ) -> Response | None:
+    async def answer(self, scope: Scope, *groups: str) -> Response | None:
+        layer, zs, xs, ys = groups
         spec = REGISTRY.get(layer)
         if spec is None or not spec.public:
             return None
