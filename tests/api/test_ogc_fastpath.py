@@ -5,7 +5,6 @@ request to the route."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
 from api.routes.ogc import ItemsFastPath
+from tests.api.fastpaths import no_answer, spy_answers
 from tests.factories import X0, Y0
 from tests.layers.mapdata import MapCity, map_city
 
@@ -61,22 +61,9 @@ def _exchange(client: TestClient, collection: str, params: dict[str, str]
     return r.status_code, body, headers
 
 
-async def _no_answer(self: ItemsFastPath, scope: object, collection_id: str) -> None:
-    return None  # every request goes on to the route
-
-
 @pytest.fixture
-def answered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
-    seen: list[bool] = []
-    original = ItemsFastPath.answer
-
-    async def spy(self: ItemsFastPath, scope: Any, collection_id: str) -> object:
-        response = await original(self, scope, collection_id)
-        seen.append(response is not None)
-        return response
-
-    monkeypatch.setattr(ItemsFastPath, "answer", spy)
-    yield seen
+def answered(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    return spy_answers(monkeypatch, ItemsFastPath)
 
 
 @pytest.mark.parametrize(("collection", "params"), REQUESTS)
@@ -84,7 +71,7 @@ def test_items_fast_path_answers_as_the_route(
         client: TestClient, city: MapCity, monkeypatch: pytest.MonkeyPatch, collection: str,
         params: dict[str, str]) -> None:
     fast = _exchange(client, collection, params)
-    monkeypatch.setattr(ItemsFastPath, "answer", _no_answer)
+    monkeypatch.setattr(ItemsFastPath, "answer", no_answer)
     assert _exchange(client, collection, params) == fast
 
 

@@ -4,14 +4,13 @@ to the route; requests count under the route's template in the metrics."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
 from api.routes.tiles import TileFastPath
 from gis.settings import DatabaseSettings, MetricsSettings
+from tests.api.fastpaths import no_answer, spy_answers
 from tests.api.test_tiles_api import AGG_TILE
 from tests.layers.mapdata import FAR_TILE, GRID_TILE, MapCity, map_city
 from tests.ops.apps import app_client
@@ -61,23 +60,9 @@ def _exchange(client: TestClient, url: str, params: dict[str, str],
     return r.status_code, r.content, list(r.headers.multi_items())
 
 
-async def _no_answer(self: TileFastPath, scope: object, *args: str) -> None:
-    return None  # every request goes on to the route
-
-
 @pytest.fixture
-def answered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
-    """Whether the fast path answered each request (False: it went on to the route)."""
-    seen: list[bool] = []
-    original = TileFastPath.answer
-
-    async def spy(self: TileFastPath, scope: object, *args: str) -> object:
-        response = await original(self, scope, *args)  # type: ignore[arg-type]
-        seen.append(response is not None)
-        return response
-
-    monkeypatch.setattr(TileFastPath, "answer", spy)
-    yield seen
+def answered(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    return spy_answers(monkeypatch, TileFastPath)
 
 
 @pytest.mark.parametrize(("url", "params"), REQUESTS)
@@ -87,7 +72,7 @@ def test_fast_path_answers_byte_for_byte_as_the_route(
     fast = _exchange(client, url, params)
     etag = dict(fast[2]).get("etag", '"none"')
     fast_304 = _exchange(client, url, params, {"If-None-Match": f'"other", W/{etag}'})
-    monkeypatch.setattr(TileFastPath, "answer", _no_answer)
+    monkeypatch.setattr(TileFastPath, "answer", no_answer)
     assert _exchange(client, url, params) == fast
     assert _exchange(client, url, params, {"If-None-Match": f'"other", W/{etag}'}) == fast_304
 
