@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Connection, make_url, text
+from starlette.types import Receive, Scope, Send
 
 from api import errors, limits, metrics, middleware, security
 from api.routes import (
@@ -169,7 +170,7 @@ def create_app(db_settings: DatabaseSettings | None = None, *,
             await app.state.read_pool.close()
             app.state.engine.dispose()
 
-    app = FastAPI(
+    app = App(
         title="gridgov",
         version=__version__,
         description="GIS service for grid-based urban and community governance.",
@@ -250,4 +251,23 @@ def create_app(db_settings: DatabaseSettings | None = None, *,
     if app_metrics is not None:
         app.add_middleware(metrics.MetricsMiddleware, metrics=app_metrics)
     app.add_middleware(middleware.RequestContext, log=logs)
+    # Ahead of all of it: the same fast paths for same-origin GETs, with the stack's headers,
+    # metrics and log (``api.middleware.FrontLane``).
+    app.front_lane = middleware.FrontLane(
+        [tiles.TileFastPath(None, root=app), ogc.ItemsFastPath(None, root=app)],
+        security=sec, log=logs, metrics=app_metrics)
     return app
+
+
+class App(FastAPI):
+    """FastAPI with ``front_lane`` (``api.middleware.FrontLane``) ahead of its middleware stack:
+    tiles and feature pages answered without crossing the stack's ten layers."""
+
+    front_lane: middleware.FrontLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.front_lane is not None:
+            scope["app"] = self
+            if await self.front_lane(scope, receive, send):
+                return
+        await super().__call__(scope, receive, send)

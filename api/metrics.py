@@ -98,8 +98,27 @@ class Metrics:
         self.intake = Counter("gridgov_cases_intake", "case reports by endpoint and outcome",
                               ["endpoint", "outcome"], registry=r)
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # (method, route, status) → its counter and histogram children: ``labels()`` checks
+        # and converts the values and takes a lock on every call. As bounded as the label set.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.app_collector = AppCollector(app)
         r.register(self.app_collector)
+
+    def record(self, scope: Scope, status: int, started: float) -> None:
+        """Count and time an answered request (``started``: its ``time.perf_counter()``)."""
+        method = str(scope.get("method", ""))
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = self._children[(method, route, status)] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route))
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
+        path = str(scope.get("path", ""))
+        if method == "POST" and INTAKE_PATHS.match(path):
+            endpoint = "open311" if path.startswith("/open311/") else "api"
+            self.intake.labels(endpoint, _outcome(status)).inc()
 
     def exposition(self) -> bytes:
         if self.multiprocess:
@@ -128,9 +147,6 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        # (method, route, status) → its counter and histogram children: ``labels()`` checks
-        # and converts the values and takes a lock on every call. As bounded as the label set.
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,18 +167,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             m.in_flight.dec()
-            method = str(scope.get("method", ""))
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            children = self._children.get((method, route, status))
-            if children is None:
-                children = self._children[(method, route, status)] = (
-                    m.requests.labels(method, route, str(status)), m.latency.labels(method, route))
-            children[0].inc()
-            children[1].observe(time.perf_counter() - started)
-            path = str(scope.get("path", ""))
-            if method == "POST" and INTAKE_PATHS.match(path):
-                endpoint = "open311" if path.startswith("/open311/") else "api"
-                m.intake.labels(endpoint, _outcome(status)).inc()
+            m.record(scope, status, started)
 
 
 def _allowed(request: Request, settings: MetricsSettings) -> str | None:

@@ -14,6 +14,11 @@
 4. ``BodyLimit`` — 413 naming the limit for bodies over ``GRIDGOV_MAX_BODY_BYTES``, or
    ``GRIDGOV_MAX_UPLOAD_BYTES`` on upload endpoints; checked on ``Content-Length`` up front
    and on the bytes actually received (chunked uploads).
+
+Ahead of all four (and of FastAPI's own layers), ``FrontLane`` answers the same-origin GETs of
+tiles and feature pages through their fast paths (``FastPath``), adding what the stack would
+add with the stack's own parts: ``request_id``, ``SecurityPolicy``, ``Metrics.record``,
+``log_access``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -61,6 +67,34 @@ def _path(scope: Scope) -> str:
     return str(scope.get("path", ""))
 
 
+def request_id(scope: Scope) -> str:
+    """The request's id: the one given to it already (``FrontLane`` before the stack), else
+    the caller's ``X-Request-ID`` if it is sane, else a new one."""
+    given = scope.get("state", {}).get("request_id")
+    if given:
+        return str(given)
+    incoming = ""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            incoming = value.decode("latin-1")
+            break
+    return incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def log_access(log: LogSettings, scope: Scope, rid: str, status: int, started: float) -> None:
+    """The ``gridgov.access`` line of an answered request (when access logs are on)."""
+    if not log.access:
+        return
+    route = scope.get("route")
+    client = scope.get("client")
+    access_log.info(
+        "%s %s %s", scope.get("method"), _path(scope), status,
+        extra={"request_id": rid, "method": scope.get("method"), "path": _path(scope),
+               "route": getattr(route, "path", None), "status": status,
+               "client": client[0] if client else None,
+               "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+
+
 class RequestContext:
     """Request id and access log (see the module doc)."""
 
@@ -72,8 +106,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = Headers(scope=scope).get("x-request-id", "")
-        rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        rid = request_id(scope)
         scope.setdefault("state", {})["request_id"] = rid
         token = audit.REQUEST_ID.set(rid)
         status = 500
@@ -90,22 +123,14 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             audit.REQUEST_ID.reset(token)
-            if self.log.access:
-                route = scope.get("route")
-                client = scope.get("client")
-                access_log.info(
-                    "%s %s %s", scope.get("method"), _path(scope), status,
-                    extra={"request_id": rid, "method": scope.get("method"),
-                           "path": _path(scope), "route": getattr(route, "path", None),
-                           "status": status, "client": client[0] if client else None,
-                           "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+            log_access(self.log, scope, rid, status, started)
 
 
-class SecurityHeaders:
-    """Security headers on every response (see the module doc)."""
+class SecurityPolicy:
+    """The security headers of a response (see the module doc), for ``SecurityHeaders`` and
+    ``FrontLane``."""
 
-    def __init__(self, app: ASGIApp, settings: SecuritySettings) -> None:
-        self.app = app
+    def __init__(self, settings: SecuritySettings) -> None:
         fa = settings.frame_ancestors.strip() or "'none'"
         self.headers = {
             "X-Content-Type-Options": "nosniff",
@@ -126,29 +151,43 @@ class SecurityHeaders:
         self.raw_docs_csp = self.docs_csp.encode("latin-1")
         self.raw_data_csp = self.data_csp.encode("latin-1")
 
+    def add(self, scope: Scope, raw: list[tuple[bytes, bytes]]) -> None:
+        """Add the headers to ``raw``, the headers of the response to ``scope``'s request."""
+        # Raw pairs, as ``MutableHeaders`` compares them (names are lower case), in one pass
+        # instead of one scan per header: this runs for every response.
+        present = {name for name, _ in raw}
+        raw.extend(pair for pair in self.raw if pair[0] not in present)
+        if b"content-security-policy" not in present:
+            content_type = next((v for k, v in raw if k == b"content-type"), b"")
+            kind = content_type.decode("latin-1").split(";")[0].strip().lower()
+            # A document gets the page policy; data (JSON, tiles, images, scripts) renders
+            # nothing, with nosniff it never becomes a document, so it only says who may
+            # frame it (as OWASP advises for APIs).
+            if kind in DOCUMENT_TYPES:
+                raw.append((b"content-security-policy", self.raw_docs_csp
+                            if _path(scope).startswith(DOCS_PATHS) else self.raw_csp))
+            else:
+                raw.append((b"content-security-policy", self.raw_data_csp))
+        if self.hsts and scope.get("scheme") == "https":
+            MutableHeaders(raw=raw)["Strict-Transport-Security"] = self.hsts
+
+
+class SecurityHeaders:
+    """Security headers on every response (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, settings: SecuritySettings) -> None:
+        self.app = app
+        self.policy = SecurityPolicy(settings)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        page_csp = self.raw_docs_csp if _path(scope).startswith(DOCS_PATHS) else self.raw_csp
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                # Raw pairs, as ``MutableHeaders`` compares them (names are lower case), in one
-                # pass instead of one scan per header: this runs for every response.
-                raw = message["headers"] = list(message["headers"])
-                present = {name for name, _ in raw}
-                raw.extend(pair for pair in self.raw if pair[0] not in present)
-                if b"content-security-policy" not in present:
-                    content_type = next((v for k, v in raw if k == b"content-type"), b"")
-                    kind = content_type.decode("latin-1").split(";")[0].strip().lower()
-                    # A document gets the page policy; data (JSON, tiles, images, scripts)
-                    # renders nothing, with nosniff it never becomes a document, so it only
-                    # says who may frame it (as OWASP advises for APIs).
-                    raw.append((b"content-security-policy",
-                                page_csp if kind in DOCUMENT_TYPES else self.raw_data_csp))
-                if self.hsts and scope.get("scheme") == "https":
-                    MutableHeaders(raw=raw)["Strict-Transport-Security"] = self.hsts
+                message["headers"] = list(message["headers"])
+                self.policy.add(scope, message["headers"])
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -199,8 +238,10 @@ class Cors:
 
 
 class FastPath:
-    """ASGI middleware that answers some GETs of one route below FastAPI's routing and
-    dependency solving (``api.routes.tiles.TileFastPath``, ``api.routes.ogc.ItemsFastPath``).
+    """Answers some GETs of one route below FastAPI's routing and dependency solving
+    (``api.routes.tiles.TileFastPath``, ``api.routes.ogc.ItemsFastPath``): first in
+    ``FrontLane``, above the whole middleware stack, and as ASGI middleware inside it for the
+    requests the lane leaves to the stack (cross-origin ones).
 
     A subclass sets ``pattern`` (the route's path, its parameters as groups), ``router`` and
     ``route_path`` (the route, whose template the metrics then name) and defines ``answer``:
@@ -211,25 +252,106 @@ class FastPath:
     router: Any  # fastapi.APIRouter
     route_path: str
 
-    def __init__(self, app: ASGIApp, root: Any) -> None:
+    def __init__(self, app: ASGIApp | None, root: Any) -> None:
         self.app = app
         self.root = root  # the FastAPI app: its state holds the pools and the cache
         self.route = next(r for r in self.router.routes
                           if getattr(r, "path", None) == self.route_path)
 
+    def match(self, scope: Scope) -> re.Match[str] | None:
+        """The path's parameters when this fast path may answer the request."""
+        if scope["method"] != "GET" or scope.get("root_path") or scope.get(DECLINED):
+            return None
+        return self.pattern.fullmatch(scope["path"])
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
-            match = self.pattern.fullmatch(scope["path"])
-            if match is not None:
-                response = await self.answer(scope, *match.groups())
-                if response is not None:
-                    scope["route"] = self.route
-                    await response(scope, receive, send)
-                    return
+        assert self.app is not None
+        if scope["type"] == "http" and (match := self.match(scope)) is not None:
+            response = await self.answer(scope, *match.groups())
+            if response is not None:
+                scope["route"] = self.route
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     async def answer(self, scope: Scope, *groups: str) -> Any:
         raise NotImplementedError
+
+
+# Set on the scope of a request a fast path was asked and declined: the route answers it.
+DECLINED = "gridgov.fast_path_declined"
+# Requests the stack treats apart: CORS (``Origin``) and the body size limit.
+_STACK_HEADERS = frozenset((b"origin", b"content-length", b"transfer-encoding"))
+
+
+class FrontLane:
+    """The fast paths' requests answered ahead of the whole middleware stack.
+
+    A tile or a page costs the server about as much Python in the ten layers of middleware
+    (FastAPI's and ours, each wrapping ``send``) as in answering it. For a same-origin GET
+    with no body (what the map and GDAL send) the stack's layers do nothing but add their
+    headers, count and log, so the lane calls the fast path itself and does those with the
+    layers' own parts: the request id (``request_id``, ``audit.REQUEST_ID``), the security
+    headers (``SecurityPolicy``), the metrics (``Metrics.record``) and the access log
+    (``log_access``) — the same headers in the same order. Anything else goes down the stack:
+    a request with ``Origin`` (CORS), a declared body, a fast path's refusal (marked
+    ``DECLINED``, so the route answers it without asking again), an exception.
+    """
+
+    def __init__(self, paths: Sequence[FastPath], *, security: SecuritySettings,
+                 log: LogSettings, metrics: Any = None) -> None:
+        self.paths = list(paths)
+        self.policy = SecurityPolicy(security)
+        self.log = log
+        self.metrics = metrics  # api.metrics.Metrics, or None when metrics are off
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """True when the request was answered; False: the stack must answer it."""
+        for fast in self.paths:
+            match = fast.match(scope)
+            if match is not None:
+                break
+        else:
+            return False
+        for name, _ in scope["headers"]:
+            if name in _STACK_HEADERS:
+                return False
+        started = time.perf_counter()
+        rid = request_id(scope)
+        scope.setdefault("state", {})["request_id"] = rid
+        token = audit.REQUEST_ID.set(rid)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight.inc()
+        try:
+            try:
+                response = await fast.answer(scope, *match.groups())
+            except Exception:  # noqa: BLE001 - the stack answers it, with its error handling
+                response = None
+            if response is None:
+                scope[DECLINED] = True
+                return False
+            scope["route"] = fast.route
+            raw_id = rid.encode("latin-1")
+
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    raw = message["headers"] = list(message["headers"])
+                    self.policy.add(scope, raw)
+                    raw.append((b"x-request-id", raw_id))
+                await send(message)
+
+            try:
+                await response(scope, receive, send_with_headers)
+            finally:
+                if metrics is not None:
+                    metrics.record(scope, response.status_code, started)
+                log_access(self.log, scope, rid, response.status_code, started)
+            return True
+        finally:
+            audit.REQUEST_ID.reset(token)
+            if metrics is not None:
+                metrics.in_flight.dec()
 
 
 class BodyTooLarge(HTTPException):
