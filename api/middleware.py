@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,7 +78,7 @@ def request_id(scope: Scope) -> str:
         if name == b"x-request-id":
             incoming = value.decode("latin-1")
             break
-    return incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    return incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
 
 
 def log_access(log: LogSettings, scope: Scope, rid: str, status: int, started: float) -> None:

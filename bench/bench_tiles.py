@@ -33,6 +33,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -223,6 +224,73 @@ def summarise(name: str, target: str, latencies: list[float], seconds: float, er
     return Result(name, target, len(latencies), round(seconds, 2),
                   round(len(latencies) / seconds, 1), round(_percentile(latencies, 0.5) * 1e3, 2),
                   round(_percentile(latencies, 0.99) * 1e3, 2), errors)
+
+
+# wrk's Lua: cycle through the paths from every connection; at the end, the counts and 1,000
+# evenly spaced quantiles of the latency (µs), so that slices can be pooled (``summarise_wrk``).
+WRK_SCRIPT = """
+local paths = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i %% #paths) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local q = {}
+  for k = 0, 999 do q[#q + 1] = string.format("%%d", latency:percentile((k + 0.5) / 10)) end
+  io.write(string.format("WRK-RESULT %%d %%d %%d %%s\\n", summary.requests, summary.duration,
+    e.status + e.connect + e.read + e.write + e.timeout, table.concat(q, ",")))
+end
+"""
+
+
+def run_wrk(name: str, target: str, port: int, paths: Sequence[str], *, concurrency: int,
+            duration_s: float, max_requests: int) -> tuple[Result, list[float]]:
+    """``run_load`` by ``wrk`` (C, one thread, ``concurrency`` keep-alive connections) for
+    ``duration_s`` (whole seconds; wrk stops by time, ``max_requests`` does not apply). The
+    latencies returned are wrk's 1,000 quantiles, each standing for a thousandth of the
+    requests."""
+    del max_requests
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % ",".join(json.dumps(p) for p in paths))
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration_s))}s",
+             "--timeout", "60s", "-s", script.name, f"http://127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=duration_s + 90, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    line = next(x for x in out.splitlines() if x.startswith("WRK-RESULT ")).split()
+    requests, micros, errors = int(line[1]), int(line[2]), int(line[3])
+    quantiles = [int(v) / 1e6 for v in line[4].split(",")]
+    seconds = micros / 1e6
+    result = Result(name, target, requests, round(seconds, 2), round(requests / seconds, 1),
+                    round(_percentile(quantiles, 0.5) * 1e3, 2),
+                    round(_percentile(quantiles, 0.99) * 1e3, 2), errors)
+    return result, quantiles
+
+
+def pool_slices(name: str, target: str, parts: Sequence[tuple[Result, list[float]]]) -> Result:
+    """One cell from its slices: requests and seconds summed; p50/p99 of all latencies, each
+    latency weighted by the requests it stands for (one each for the Python clients, a
+    thousandth of its slice for wrk's quantiles)."""
+    weighted = sorted((lat, r.requests / len(lats)) for r, lats in parts for lat in lats)
+    total = sum(w for _, w in weighted)
+
+    def quantile(q: float) -> float:
+        seen = 0.0
+        for lat, w in weighted:
+            seen += w
+            if seen > q * total:
+                return lat
+        return weighted[-1][0] if weighted else float("nan")
+
+    requests = sum(r.requests for r, _ in parts)
+    seconds = sum(r.seconds for r, _ in parts)
+    return Result(name, target, requests, round(seconds, 2), round(requests / seconds, 1),
+                  round(quantile(0.5) * 1e3, 2), round(quantile(0.99) * 1e3, 2),
+                  sum(r.errors for r, _ in parts))
 
 
 class Http:
@@ -427,7 +495,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="python of a separate venv with tipg installed ('' to skip)")
     parser.add_argument("--edits", type=int, default=10)
     parser.add_argument("--only", default="", help="comma list of workloads to run")
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
+                        help="load generator of the HTTP targets: wrk (apt-get install wrk;"
+                             " auto: when installed) or the bench's Python client")
     args = parser.parse_args(argv)
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    if client == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install -y wrk (or --client python)")
+    if client == "wrk" and args.duration / max(1, args.rounds) < 1:
+        raise SystemExit("with wrk, each slice (--duration / --rounds) must last 1 s or more")
+    print(f"HTTP load generator: {client}", flush=True)
 
     settings = DatabaseSettings(db_name=args.db_name)
     db.start_cluster(settings)
@@ -476,18 +555,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     edits: list[float] = []
     try:
         targets: dict[str, Callable[[Request], Callable[[], Any]]] = {"sql_ceiling": sql_job}
-        warm_port = 0
+        ports: dict[str, int] = {}  # HTTP target → its port
         for target, cache_mb in (("gridgov_cold", 0), ("gridgov_warm", 256)):
             proc, port = gridgov_server(settings, cache_mb=cache_mb, workers=args.workers,
                                         pool=args.pool)
             servers.append(proc)
             targets[target] = lambda r, c=Http(port): c.job(r.gridgov)
-            warm_port = port if cache_mb else warm_port
+            ports[target] = port
         if args.tipg_python:
             proc, port = tipg_server(settings, args.tipg_python, workers=args.workers,
                                      pool=args.pool)
             servers.append(proc)
             targets["tipg"] = lambda r, c=Http(port): c.job(r.tipg)
+            ports["tipg"] = port
         rounds = max(1, args.rounds)
         load = {"concurrency": args.concurrency, "duration_s": args.duration / rounds,
                 "max_requests": max(1, args.max_requests // rounds)}
@@ -501,17 +581,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for t in targets:
                     if t == "sql_ceiling":
                         slices[t].append(run_load_async(w, t, loop, jobs[t], **load))
+                    elif client == "wrk":
+                        paths = [r.tipg if t == "tipg" else r.gridgov for r in mine]
+                        slices[t].append(run_wrk(w, t, ports[t], paths, **load))
                     else:
                         slices[t].append(run_load(w, t, jobs[t], **load))
             for t, parts in slices.items():
-                results.append(summarise(w, t, [x for _, lat in parts for x in lat],
-                                         sum(r.seconds for r, _ in parts),
-                                         sum(r.errors for r, _ in parts)))
+                results.append(pool_slices(w, t, parts))
                 print(f"  {w:15s} {t:15s} {results[-1].rps:9.1f} req/s"
                       f"  p50 {results[-1].p50_ms:8.2f} ms  p99 {results[-1].p99_ms:8.2f} ms"
                       f"  errors {results[-1].errors}", flush=True)
         if args.edits:
-            edits = edit_latency(engine, warm_port, bounds, args.edits)
+            edits = edit_latency(engine, ports["gridgov_warm"], bounds, args.edits)
     finally:
         for proc in servers:
             stop(proc)
@@ -528,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out_dir / f"tiles-{stamp}.json").write_text(json.dumps({
-        "args": vars(args), "grids": counts[0], "cases": counts[1],
+        "args": vars(args), "client": client, "grids": counts[0], "cases": counts[1],
         "results": [asdict(r) for r in results], "edit_to_tile_ms": edit_ms}, indent=1))
     engine.dispose()
     return 0

@@ -84,3 +84,20 @@ def test_items_fast_path_answers_valid_pages_and_leaves_the_rest_to_the_route(
     assert client.get("/ogc/collections/grids/items", params={"x": "1"}).status_code == 422
     assert client.get("/ogc/collections/responders/items").status_code == 404
     assert answered == [True, True, False, False, False]
+
+
+def test_page_links_keep_the_query_encoded_and_follow_each_requests_host(
+        client: TestClient, city: MapCity) -> None:
+    params = {"datetime": "2026-05-01T00:00:00Z/..", "limit": "1"}
+    hrefs = {}
+    for host in ("testserver", "maps.example:8443", "testserver"):
+        r = client.get("/ogc/collections/cases/items", params=params, headers={"Host": host})
+        links = {link["rel"]: link["href"] for link in r.json()["links"]}
+        hrefs[host] = links
+        base = f"http://{host}/ogc/collections/cases"
+        assert links["self"] == (
+            f"{base}/items?datetime=2026-05-01T00%3A00%3A00Z%2F..&limit=1&offset=0")
+        assert links["next"] == (
+            f"{base}/items?datetime=2026-05-01T00%3A00%3A00Z%2F..&limit=1&offset=1")
+        assert links["collection"] == base
+    assert hrefs["testserver"] != hrefs["maps.example:8443"]
