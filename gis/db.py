@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import select
+import shlex
 import shutil
 import subprocess
 import time
@@ -166,12 +167,23 @@ def start_cluster(settings: DatabaseSettings, *, timeout_s: float = 60) -> Clust
     init_cluster(settings)
     settings.socket_dir.mkdir(parents=True, exist_ok=True)
     _chown_for_cluster(settings.socket_dir)
-    if not cluster_running(settings):
+    if cluster_running(settings):
+        running_port = _running_port(settings)
+        if running_port is not None and running_port != settings.pg_port:
+            raise SetupError(
+                f"the embedded cluster in {settings.cluster_dir} is running on port"
+                f" {running_port}, not on GRIDGOV_PG_PORT={settings.pg_port}: stop it"
+                " (`gridgov db stop`) and start it again to move it, or set"
+                f" GRIDGOV_PG_PORT={running_port}")
+    else:
         _chown_for_cluster(settings.log_file.parent)
         if settings.log_file.exists():
             _chown_for_cluster(settings.log_file)
+        # The port and socket folder of these settings, whatever the cluster was created with
+        # (postgresql.conf keeps those of its creation).
+        server_options = f"-p {settings.pg_port} -k {shlex.quote(str(settings.socket_dir))}"
         result = _pg_ctl(settings, "start", "-w", "-t", str(int(timeout_s)), "-l",
-                         str(settings.log_file))
+                         str(settings.log_file), "-o", server_options)
         if result.returncode != 0:
             tail = ""
             if settings.log_file.exists():
@@ -180,6 +192,15 @@ def start_cluster(settings: DatabaseSettings, *, timeout_s: float = 60) -> Clust
     _wait_ready(settings, timeout_s)
     ensure_database(settings)
     return status(settings)
+
+
+def _running_port(settings: DatabaseSettings) -> int | None:
+    """The port of the running embedded cluster (line 4 of ``postmaster.pid``)."""
+    try:
+        lines = (settings.cluster_dir / "postmaster.pid").read_text().splitlines()
+        return int(lines[3])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def stop_cluster(settings: DatabaseSettings, *, mode: str = "fast") -> ClusterStatus:
