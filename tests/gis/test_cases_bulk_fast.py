@@ -70,7 +70,7 @@ def _both_paths(conn: Connection, world: CaseWorld, data: str, *, fast_chunk: in
 
 def test_the_fast_path_is_available_on_the_current_schema(conn: Connection) -> None:
     # Fails when a migration changes a trigger or foreign key on cases, case_events or
-    # kpi_daily: gis/bulk.py must then follow it (and update _TRIGGER_SIGNATURE).
+    # kpi_daily: gis/bulk_fast.py must then follow it (and update _TRIGGER_SIGNATURE).
     assert fast_load_refusal(conn) is None
 
 
