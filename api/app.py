@@ -260,14 +260,19 @@ def create_app(db_settings: DatabaseSettings | None = None, *,
 
 
 class App(FastAPI):
-    """FastAPI with ``front_lane`` (``api.middleware.FrontLane``) ahead of its middleware stack:
-    tiles and feature pages answered without crossing the stack's ten layers."""
+    """FastAPI with ``front_lane`` (``api.middleware.FrontLane``) ahead of its middleware stack
+    (tiles and feature pages answered without crossing the stack's ten layers), and HEAD on
+    the public read paths (``api.middleware.head_as_get``)."""
 
     front_lane: middleware.FrontLane | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.front_lane is not None:
-            scope["app"] = self
-            if await self.front_lane(scope, receive, send):
+        if scope["type"] == "http":
+            if scope["method"] == "HEAD" and middleware.PUBLIC_READ_PATHS.match(scope["path"]):
+                await middleware.head_as_get(self, scope, receive, send)
                 return
+            if self.front_lane is not None:
+                scope["app"] = self
+                if await self.front_lane(scope, receive, send):
+                    return
         await super().__call__(scope, receive, send)

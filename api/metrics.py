@@ -41,6 +41,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.limits import INTAKE_PATHS
+from api.middleware import request_method
 from gis.settings import MetricsSettings
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -106,7 +107,7 @@ class Metrics:
 
     def record(self, scope: Scope, status: int, started: float) -> None:
         """Count and time an answered request (``started``: its ``time.perf_counter()``)."""
-        method = str(scope.get("method", ""))
+        method = request_method(scope)
         route = getattr(scope.get("route"), "path", None) or "unmatched"
         children = self._children.get((method, route, status))
         if children is None:

@@ -81,15 +81,42 @@ def request_id(scope: Scope) -> str:
     return incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
 
 
+# Set on the scope of a HEAD request answered as its GET (``head_as_get``).
+HEAD = "gridgov.head"
+
+
+def request_method(scope: Scope) -> str:
+    """The method the client sent (HEAD for a HEAD answered as its GET)."""
+    return "HEAD" if scope.get(HEAD) else str(scope.get("method", ""))
+
+
+async def head_as_get(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer a HEAD request as ``app`` answers its GET, without the body: the same status
+    and headers, ``Content-Length`` and ``ETag`` included (RFC 9110 §9.3.2). For the public
+    read paths (``PUBLIC_READ_PATHS``: tiles, styles, OGC API Features, Open311), whose GETs
+    are safe and finite; elsewhere FastAPI answers HEAD 405 as before."""
+    as_get = {**scope, "method": "GET", HEAD: True}
+
+    async def without_body(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(message)
+
+    await app(as_get, receive, without_body)
+
+
 def log_access(log: LogSettings, scope: Scope, rid: str, status: int, started: float) -> None:
     """The ``gridgov.access`` line of an answered request (when access logs are on)."""
     if not log.access:
         return
     route = scope.get("route")
     client = scope.get("client")
+    method = request_method(scope)
     access_log.info(
-        "%s %s %s", scope.get("method"), _path(scope), status,
-        extra={"request_id": rid, "method": scope.get("method"), "path": _path(scope),
+        "%s %s %s", method, _path(scope), status,
+        extra={"request_id": rid, "method": method, "path": _path(scope),
                "route": getattr(route, "path", None), "status": status,
                "client": client[0] if client else None,
                "duration_ms": round((time.perf_counter() - started) * 1000, 2)})

@@ -156,3 +156,15 @@ def test_committed_edit_reaches_the_served_tile_within_a_second(live: Live) -> N
                 break
         assert time.monotonic() - start < 1.0, "edit not served within 1 s"
         time.sleep(0.02)
+
+
+def test_head_over_real_http_gives_the_gets_headers_and_no_body(live: Live) -> None:
+    t = GRID_TILE
+    for path in (f"/tiles/grids/{t.z}/{t.x}/{t.y}.mvt", "/ogc/collections/grids"):
+        got = httpx.get(live.url + path)
+        head = httpx.head(live.url + path)
+        assert head.status_code == got.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-length"] == got.headers["content-length"]
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers.get("etag") == got.headers.get("etag")
