@@ -5,22 +5,19 @@ fast path refused is never asked twice."""
 
 from __future__ import annotations
 
-import io
-import json
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
-from api.middleware import JsonFormatter, RequestContext
+from api.middleware import RequestContext
 from api.routes.ogc import ItemsFastPath
 from api.routes.tiles import TileFastPath
 from gis.settings import DatabaseSettings, MetricsSettings
 from tests.api.fastpaths import spy_answers
 from tests.layers.mapdata import GRID_TILE, MapCity, map_city
+from tests.ops.accesslog import access_lines
 from tests.ops.apps import app_client
 
 TOKEN = "a-long-random-metrics-token-0123456789"
@@ -47,23 +44,6 @@ def stack_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(RequestContext, "__call__", spy)
     return seen
-
-
-@pytest.fixture
-def access_log() -> Iterator[io.StringIO]:
-    """What ``gridgov.access`` logs meanwhile, one JSON object per line."""
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("gridgov.access")
-    logger.addHandler(handler)
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        yield out
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
 
 
 def test_same_origin_tiles_and_pages_skip_the_stack_and_the_rest_goes_down_it(
@@ -103,9 +83,9 @@ def test_the_lane_adds_the_stacks_headers_in_the_stacks_order(
 
 
 def test_the_lane_logs_one_access_line_per_request_with_the_route_template(
-        client: TestClient, city: MapCity, access_log: io.StringIO) -> None:
-    r = client.get(GRID)
-    lines = [json.loads(line) for line in access_log.getvalue().splitlines()]
+        client: TestClient, city: MapCity) -> None:
+    with access_lines() as lines:
+        r = client.get(GRID)
     assert len(lines) == 1
     line = lines[0]
     assert line["request_id"] == r.headers["x-request-id"] and line["status"] == 200

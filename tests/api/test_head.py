@@ -4,17 +4,13 @@ stays 405. Logs and metrics name the method the client sent."""
 
 from __future__ import annotations
 
-import io
-import json
-import logging
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
-from api.middleware import JsonFormatter
 from gis.settings import DatabaseSettings, MetricsSettings
 from tests.layers.mapdata import FAR_TILE, GRID_TILE, MapCity, map_city
+from tests.ops.accesslog import access_lines
 from tests.ops.apps import app_client
 
 TOKEN = "a-long-random-metrics-token-0123456789"
@@ -60,23 +56,11 @@ def test_head_elsewhere_is_still_not_allowed(client: TestClient, city: MapCity) 
 
 def test_logs_and_metrics_name_head(conn: Connection, db_settings: DatabaseSettings,
                                     city: MapCity) -> None:
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("gridgov.access")
-    logger.addHandler(handler)
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        with app_client(conn, db_settings,
-                        metrics_settings=MetricsSettings(token=TOKEN)) as c:
-            assert c.head(GRID).status_code == 200
-            assert c.head("/ogc/collections").status_code == 200
-            text = c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    with access_lines() as lines, app_client(
+            conn, db_settings, metrics_settings=MetricsSettings(token=TOKEN)) as c:
+        assert c.head(GRID).status_code == 200
+        assert c.head("/ogc/collections").status_code == 200
+        text = c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert [(x["method"], x["path"]) for x in lines[:2]] == [
         ("HEAD", GRID), ("HEAD", "/ogc/collections")]
     tiles = 'route="/tiles/{layer}/{z}/{x}/{y}.mvt"'
