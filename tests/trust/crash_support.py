@@ -308,9 +308,9 @@ def audit(engine: Engine, reports: list[Report], tag: str, media_dir: Path) -> d
         by_key: dict[str, list[int]] = {}
         for row in rows:
             by_key.setdefault(row.key, []).append(int(row.id))
-        report_events = dict(conn.execute(text(
+        report_events: dict[int, int] = {int(k): int(n) for k, n in conn.execute(text(
             "SELECT c.id, count(e.id) FROM cases c LEFT JOIN case_events e"
-            " ON e.case_id = c.id AND e.action = 'report' GROUP BY c.id")).all())
+            " ON e.case_id = c.id AND e.action = 'report' GROUP BY c.id")).all()}
         orphan_events = conn.execute(text(
             "SELECT count(*) FROM case_events e WHERE NOT EXISTS"
             " (SELECT 1 FROM cases c WHERE c.id = e.case_id)")).scalar()
