@@ -261,14 +261,14 @@ def create_app(db_settings: DatabaseSettings | None = None, *,
 
 class App(FastAPI):
     """FastAPI with ``front_lane`` (``api.middleware.FrontLane``) ahead of its middleware stack
-    (tiles and feature pages answered without crossing the stack's ten layers), and HEAD on
-    the public read paths (``api.middleware.head_as_get``)."""
+    (tiles and feature pages answered without crossing the stack's ten layers), and HEAD
+    wherever GET is answered (``api.middleware.head_as_get``)."""
 
     front_lane: middleware.FrontLane | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if scope["method"] == "HEAD" and middleware.PUBLIC_READ_PATHS.match(scope["path"]):
+            if scope["method"] == "HEAD" and scope["path"] not in middleware.NO_HEAD_PATHS:
                 await middleware.head_as_get(self, scope, receive, send)
                 return
             if self.front_lane is not None:

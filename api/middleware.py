@@ -90,11 +90,16 @@ def request_method(scope: Scope) -> str:
     return "HEAD" if scope.get(HEAD) else str(scope.get("method", ""))
 
 
+# GETs that stream for as long as the client stays (the live feed): no HEAD there.
+NO_HEAD_PATHS = frozenset({"/api/live"})
+
+
 async def head_as_get(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """Answer a HEAD request as ``app`` answers its GET, without the body: the same status
-    and headers, ``Content-Length`` and ``ETag`` included (RFC 9110 §9.3.2). For the public
-    read paths (``PUBLIC_READ_PATHS``: tiles, styles, OGC API Features, Open311), whose GETs
-    are safe and finite; elsewhere FastAPI answers HEAD 405 as before."""
+    and headers, ``Content-Length`` and ``ETag`` included (RFC 9110 §9.3.2: a server answers
+    HEAD wherever it answers GET; FastAPI by itself answers 405). GETs are safe, so running
+    one for a HEAD changes nothing; a path without a GET answers as its GET would (404, or
+    405 naming the methods it has). Not for ``NO_HEAD_PATHS``."""
     as_get = {**scope, "method": "GET", HEAD: True}
 
     async def without_body(message: Message) -> None:

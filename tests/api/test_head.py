@@ -1,6 +1,6 @@
-"""HEAD on the public read paths (tiles, styles, OGC API Features, Open311) answers as the GET
-would — status and headers, ETag and Content-Length included — without a body; elsewhere HEAD
-stays 405. Logs and metrics name the method the client sent."""
+"""HEAD answers as the GET would — status and headers, ETag and Content-Length included —
+without a body, wherever GET is answered (tiles, OGC API Features, Open311, pages, static files,
+the API, health) but on the live stream. Logs and metrics name the method the client sent."""
 
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ def _same_but_body(client: TestClient, path: str, headers: dict[str, str] | None
 @pytest.mark.parametrize("path", [
     GRID, EMPTY, "/tiles/grids.json", "/styles/default.json", "/ogc", "/ogc/collections",
     "/ogc/collections/grids/items?limit=2", "/open311/v2/services.json",
-    "/tiles/grids/23/1/1.mvt", "/tiles/nope/1/1/1.mvt",
+    "/tiles/grids/23/1/1.mvt", "/tiles/nope/1/1/1.mvt", "/health", "/", "/command",
+    "/static/app.js", "/api/categories", "/api/cases/nearby?lon=1&lat=2&category=E01",
+    "/nowhere",
 ])
 def test_head_answers_as_the_get_without_the_body(client: TestClient, city: MapCity,
                                                   path: str) -> None:
@@ -50,8 +52,11 @@ def test_head_of_a_tile_revalidates_like_the_get(client: TestClient, city: MapCi
     assert _same_but_body(client, EMPTY) == 204
 
 
-def test_head_elsewhere_is_still_not_allowed(client: TestClient, city: MapCity) -> None:
-    assert client.head("/api/cases").status_code == 405
+def test_head_of_a_path_without_get_or_of_the_live_stream_is_refused(
+        client: TestClient, city: MapCity) -> None:
+    assert _same_but_body(client, "/api/cases:bulk") == 405  # POST only, as its GET
+    r = client.head("/api/live")  # a stream: no HEAD
+    assert r.status_code == 405 and r.content == b""
 
 
 def test_logs_and_metrics_name_head(conn: Connection, db_settings: DatabaseSettings,
