@@ -45,6 +45,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -232,36 +233,30 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[list[object]] = []
     phases: dict[str, float] = {}
-    with city.engine.connect() as conn:
-        report, ours_s = run_ours(conn, data, city.jurisdiction_id, chunk_size=args.chunk_size,
-                                  timings=phases)
-        conn.rollback()
+
+    def rolled_back(run: Any, *args: Any, **kw: Any) -> Any:
+        """``run(conn, *args, **kw)`` on a connection of its own, rolled back after."""
+        with city.engine.connect() as conn:
+            try:
+                return run(conn, *args, **kw)
+            finally:
+                conn.rollback()
+
+    jid = city.jurisdiction_id
+    report, ours_s = rolled_back(run_ours, data, jid, chunk_size=args.chunk_size,
+                                 timings=phases)
     print(f"[bench] ours done in {ours_s:.1f} s; {_uptime()}", flush=True)
-    with city.engine.connect() as conn:
-        floor_n, floor_s = run_ceiling(conn, data, city.jurisdiction_id, replica=True)
-        conn.rollback()
+    floor_n, floor_s = rolled_back(run_ceiling, data, jid, replica=True)
     print(f"[bench] floor done in {floor_s:.1f} s; {_uptime()}", flush=True)
-    with city.engine.connect() as conn:
-        trig, trig_s = run_ours(conn, head, city.jurisdiction_id, chunk_size=args.chunk_size,
-                                fast=False)
-        conn.rollback()
+    trig, trig_s = rolled_back(run_ours, head, jid, chunk_size=args.chunk_size, fast=False)
     print(f"[bench] trigger path done in {trig_s:.1f} s; {_uptime()}", flush=True)
-    with city.engine.connect() as conn:
-        ceiling_n, ceiling_s = run_ceiling(conn, head, city.jurisdiction_id)
-        conn.rollback()
+    ceiling_n, ceiling_s = rolled_back(run_ceiling, head, jid)
     print(f"[bench] ceiling done in {ceiling_s:.1f} s; {_uptime()}", flush=True)
-    with city.engine.connect() as conn:
-        ours_head, _ = (report, ours_s) if trigger_rows == args.rows else run_ours(
-            conn, head, city.jurisdiction_id, chunk_size=args.chunk_size)
-        conn.rollback()
-    with city.engine.connect() as conn:
-        ours_small, ours_small_s = run_ours(conn, sample, city.jurisdiction_id,
-                                            chunk_size=args.chunk_size)
-        conn.rollback()
-    with city.engine.connect() as conn:
-        rowwise, rowwise_s = run_ours(conn, sample, city.jurisdiction_id, chunk_size=1,
-                                      use_index=False, fast=False)
-        conn.rollback()
+    ours_head, _ = ((report, ours_s) if trigger_rows == args.rows
+                    else rolled_back(run_ours, head, jid, chunk_size=args.chunk_size))
+    ours_small, ours_small_s = rolled_back(run_ours, sample, jid, chunk_size=args.chunk_size)
+    rowwise, rowwise_s = rolled_back(run_ours, sample, jid, chunk_size=1, use_index=False,
+                                     fast=False)
     same = ((rowwise["inserted"], rowwise["errors"]) == (ours_small["inserted"],
                                                          ours_small["errors"])
             and (trig["inserted"], trig["errors"]) == (ours_head["inserted"],
