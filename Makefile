@@ -53,7 +53,7 @@ lint: venv
 	$(BIN)/ruff check gis layers api tests bench migrations
 
 typecheck: venv
-	$(BIN)/mypy gis layers api
+	$(BIN)/mypy gis layers api bench
 
 unit: setup
 	$(BIN)/gridgov db start

@@ -323,6 +323,7 @@ def kpi_part(args: Any, eng: Any, j: int, rows: list[list[Any]], payload: dict[s
                 fast, t_run = ours(eng, kpis.compute_kpis, kq, now=now)
                 times.append(t_run)
             t_fast = min(times)
+            assert fast is not None
             cpu = cpu_seconds(eng, kpis.compute_kpis, kq, now=now)
             load = os.getloadavg()[0]
             print(f"[bench] KPIs by {level}, {period}: ours {t_fast:.3f} s (runs "

@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] shapely STRtree: {tree_s:.3f} s", flush=True)
     (gpd_codes, sjoin_s), gpd_s = timed(geopandas_assign, lons, lats, grids, repeat=2)
     print(f"[bench] geopandas: {gpd_s:.3f} s (sjoin alone {sjoin_s:.3f} s)", flush=True)
-    pg_codes, pg_t = (None, {})
+    pg_codes: np.ndarray | None = None
+    pg_t: dict[str, float] = {}
     if not args.skip_postgis:
         pg_codes, pg_t = postgis_assign(city.engine, city.jurisdiction_id, lons, lats)
         print(f"[bench] PostGIS: {pg_t}", flush=True)

@@ -115,7 +115,7 @@ def ensure_city(engine: Engine, args: argparse.Namespace) -> City:
             {"j": jid}).one()
         edges = conn.execute(text("SELECT count(*) FROM road_edges WHERE jurisdiction_id = :j"),
                              {"j": jid}).scalar_one()
-        statuses = dict(conn.execute(text(
+        statuses: dict[int, str] = dict(conn.execute(text(
             "SELECT id, status FROM responders WHERE jurisdiction_id = :j"), {"j": jid}).all())
         # Synthetic positions are as old as the city: make the on-duty ones fresh.
         conn.execute(text("UPDATE responders SET position_at = now()"
@@ -229,8 +229,9 @@ def bench_road(engine: Engine, city: City, args: argparse.Namespace) -> dict[str
         rids, rnodes = responder_nodes(conn, city.jurisdiction_id)
         nodes = sorted(set(rnodes))
         peers: dict[str, list[float]] = {"whole": [], "whole_cost": [], "box": []}
-        agree = {"whole_top1": 0, "box_top1": 0, "whole_overlap": 0.0, "box_overlap": 0.0,
-                 "box_short": 0, "eta_diff": [], "node_diff": [], "box_worse": 0}
+        agree: dict[str, float] = {"whole_top1": 0, "box_top1": 0, "whole_overlap": 0.0,
+                                   "box_overlap": 0.0, "box_short": 0, "box_worse": 0}
+        diffs: dict[str, list[float]] = {"eta_diff": [], "node_diff": []}
         node_of = dict(zip(rids, rnodes, strict=True))
         half = args.box_km * 1000
         for i, (lon, lat) in enumerate(points[: args.pgr_queries]):
@@ -259,7 +260,7 @@ def bench_road(engine: Engine, city: City, args: argparse.Namespace) -> dict[str
                 if name == "box" and len(ids) < 5:
                     agree["box_short"] += 1
                 if name == "whole" and ids and mine and ids[0] == mine[0]:
-                    agree["eta_diff"].append(abs(float(rows[0][1]) - ours_res[i][0][1]))
+                    diffs["eta_diff"].append(abs(float(rows[0][1]) - ours_res[i][0][1]))
                 if name == "whole" and rows:
                     # Same question node to node on our graph: must equal pgRouting exactly.
                     case_node = conn.execute(text(
@@ -270,7 +271,7 @@ def bench_road(engine: Engine, city: City, args: argparse.Namespace) -> dict[str
                     whole_best = float(rows[0][1])
                     for rid, cost in rows:
                         t_ours = times[graph.node_index(node_of[int(rid)])]
-                        agree["node_diff"].append(abs(float(t_ours) - float(cost)))
+                        diffs["node_diff"].append(abs(float(t_ours) - float(cost)))
                 if name == "box" and rows:
                     agree["box_worse"] += int(float(rows[0][1]) > whole_best + 1e-6)
         # Same ranking without the walk between a point and its road (as the node-snapped peer):
@@ -297,10 +298,10 @@ def bench_road(engine: Engine, city: City, args: argparse.Namespace) -> dict[str
             "top1_same_as_box_pgr": f"{agree['box_top1']}/{m}",
             "box_pgr_found_fewer_than_5": agree["box_short"],
             "box_pgr_top1_slower_than_whole": agree["box_worse"],
-            "max_abs_diff_node_to_node_s": float(f"{max(agree['node_diff']):.2g}")
-            if agree["node_diff"] else None,
-            "median_abs_eta_diff_top1_s": round(statistics.median(agree["eta_diff"]), 1)
-            if agree["eta_diff"] else None,
+            "max_abs_diff_node_to_node_s": float(f"{max(diffs['node_diff']):.2g}")
+            if diffs["node_diff"] else None,
+            "median_abs_eta_diff_top1_s": round(statistics.median(diffs["eta_diff"]), 1)
+            if diffs["eta_diff"] else None,
         }
     out["ratio_whole"] = show("road mode, nearest k=5 (in process): pgr_dijkstra whole graph vs"
                               " ours", out["peer_whole"], out["ours"],

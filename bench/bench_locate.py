@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         run_concurrent(warm, args.clients, http_call, deadline)
         statuses.clear()
         http_lat, got, http_wall = run_concurrent(pts, args.clients, http_call, deadline)
-        for c in clients:
-            c.close()
+        for client in clients:
+            client.close()
 
     wrong_http = sum(1 for a, b in zip(got, expected, strict=True) if a != b)
     wrong_index = sum(1 for a, b in zip(idx_ans, expected, strict=True) if a != b)

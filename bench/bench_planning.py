@@ -128,6 +128,7 @@ def bench_community(conn: Connection, jid: int, code: str, seed: int, spopt_runs
     root = _community_near(conn, jid, 6000)
     plan = plans.create_plan(conn, root=root, jurisdiction=code)
     parent = store.find_by_code(conn, plan.id, root)
+    assert parent.key is not None  # a stored area has its key
     target = parent.population / 10
     started = time.perf_counter()
     out = autopartition.run(conn, plan.id, parent.key,
@@ -153,6 +154,8 @@ def bench_community(conn: Connection, jid: int, code: str, seed: int, spopt_runs
         geom = conn.execute(text("SELECT ST_AsBinary(geom) FROM areas WHERE code = :c AND"
                                  " jurisdiction_id = :j AND valid_to IS NULL"),
                             {"c": ccode, "j": jid}).scalar()
+        if geom is None:
+            raise SystemExit(f"community {ccode} has no geometry in force")
         area = shapely.from_wkb(bytes(geom))
         t0 = time.perf_counter()
         units = blocks.units_for(conn, info, area, dense_households=10**9)
@@ -180,6 +183,7 @@ def bench_district(conn: Connection, jid: int, code: str, seed: int) -> dict[str
     hh = np.array([g.households for g in grids], dtype=float)
     target = float(np.median(hh))
     parent = store.find_by_code(conn, plan.id, district)
+    assert parent.key is not None  # a stored area has its key
     started, cpu = time.perf_counter(), time.process_time()
     out = autopartition.run(conn, plan.id, parent.key,
                             autopartition.Target(value=target, tolerance=0.3, seed=seed))

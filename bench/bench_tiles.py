@@ -57,7 +57,7 @@ from bench.common import free_port  # noqa: E402
 from gis import db, ogc, schema  # noqa: E402
 from gis.settings import DatabaseSettings  # noqa: E402
 from layers import tiles as layer_tiles  # noqa: E402
-from layers.registry import get_layer  # noqa: E402
+from layers.registry import LayerSpec, get_layer  # noqa: E402
 
 GRID_PROPS = "code,name,level,grid_type,households,population,area_m2"
 CASE_GEOJSON_PROPS = "status,urgency,channel,reported_at,due_at,closed_at,category_id"
@@ -102,6 +102,22 @@ def tiles_in(bounds: Sequence[float], z: int, n: int, rng: random.Random) -> lis
     return all_tiles[:n]
 
 
+def tile_sql(spec: LayerSpec, z: int, x: int, y: int) -> Callable[[Any], Awaitable[Any]]:
+    """gridgov's read of one tile, on a connection of the read pool (the ceiling's job)."""
+    async def read(con: Any) -> Any:
+        return await layer_tiles.render_tile_async(con, spec, z, x, y, {})
+    return read
+
+
+def page_sql(spec: LayerSpec, bbox: tuple[float, float, float, float]
+             ) -> Callable[[Any], Awaitable[Any]]:
+    """gridgov's read of one feature page (100 features in ``bbox``) on a read-pool connection."""
+    async def read(con: Any) -> Any:
+        return await ogc.features_page_async(con, spec.source, ogc.FeatureQuery(bbox=bbox),
+                                             limit=100)
+    return read
+
+
 def build_requests(bounds: Sequence[float], n: int, seed: int) -> list[Request]:
     rng = random.Random(seed)
     grids, cases = get_layer("grids"), get_layer("cases")
@@ -112,14 +128,14 @@ def build_requests(bounds: Sequence[float], n: int, seed: int) -> list[Request]:
                 f"grids_z{z}", f"/tiles/grids/{z}/{t.x}/{t.y}.mvt",
                 f"/collections/public.areas/tiles/WebMercatorQuad/{z}/{t.x}/{t.y}"
                 f"?level=3&properties={GRID_PROPS}",
-                lambda c, z=z, t=t: layer_tiles.render_tile_async(c, grids, z, t.x, t.y, {})))
+                tile_sql(grids, z, t.x, t.y)))
     for z in (10, 14):
         for t in tiles_in(bounds, z, n, rng):
             out.append(Request(
                 f"cases_z{z}", f"/tiles/cases/{z}/{t.x}/{t.y}.mvt",
                 f"/collections/public.cases/tiles/WebMercatorQuad/{z}/{t.x}/{t.y}"
                 f"?properties={CASE_PROPS}",
-                lambda c, z=z, t=t: layer_tiles.render_tile_async(c, cases, z, t.x, t.y, {})))
+                tile_sql(cases, z, t.x, t.y)))
     x0, y0, x1, y1 = bounds
     for name, layer, extra in (("geojson_cases", cases, {}),
                                ("geojson_grids", grids, {"level": "3"})):
@@ -135,8 +151,7 @@ def build_requests(bounds: Sequence[float], n: int, seed: int) -> list[Request]:
                 name, f"/ogc/collections/{layer.name}/items?{urlencode(q)}",
                 f"/collections/public.{table}/items?{urlencode({**q, **extra})}"
                 f"&properties={props}",
-                lambda c, layer=layer, bbox=bbox: ogc.features_page_async(
-                    c, layer.source, ogc.FeatureQuery(bbox=bbox), limit=100)))
+                page_sql(layer, bbox)))
     return out
 
 
@@ -376,6 +391,11 @@ class Http:
         return lambda: self.get(path)[0] in (200, 204)
 
 
+def http_job(client: Http, *, tipg: bool) -> Callable[[Request], Callable[[], bool]]:
+    """The HTTP target's job for a request: its gridgov path, or its tipg path."""
+    return lambda r: client.job(r.tipg if tipg else r.gridgov)
+
+
 # --- servers ----------------------------------------------------------------------------------
 
 def start_server(cmd: list[str], env: dict[str, str], port: int, probe: str
@@ -560,13 +580,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             proc, port = gridgov_server(settings, cache_mb=cache_mb, workers=args.workers,
                                         pool=args.pool)
             servers.append(proc)
-            targets[target] = lambda r, c=Http(port): c.job(r.gridgov)
+            targets[target] = http_job(Http(port), tipg=False)
             ports[target] = port
         if args.tipg_python:
             proc, port = tipg_server(settings, args.tipg_python, workers=args.workers,
                                      pool=args.pool)
             servers.append(proc)
-            targets["tipg"] = lambda r, c=Http(port): c.job(r.tipg)
+            targets["tipg"] = http_job(Http(port), tipg=True)
             ports["tipg"] = port
         rounds = max(1, args.rounds)
         load = {"concurrency": args.concurrency, "duration_s": args.duration / rounds,
