@@ -53,7 +53,13 @@ from sqlalchemy import Connection, text
 
 from gis import crs as crs_mod
 from gis.auth import Principal
-from gis.bulk_fast import apply_derived, fast_load_refusal, lock_references, restore_role
+from gis.bulk_fast import (
+    DERIVED_STEPS,
+    apply_derived,
+    fast_load_refusal,
+    lock_references,
+    restore_role,
+)
 from gis.calendar import CalendarSettings, WorkingCalendar, load_calendar
 from gis.errors import GridgovError, ImportFailed, InvalidInput
 from gis.index import AreaIndex
@@ -841,13 +847,21 @@ def import_cases(
             restore_role(conn, prior_role)
     report.errors.sort(key=lambda e: e["row"])
     if use_fast and not (strict and report.errors):
-        if progress is not None and hasattr(progress, "set_postfix_str"):
-            progress.set_postfix_str("tile cells, KPI rollups")  # the last, unnumbered step
+        steps = ("lock references", *DERIVED_STEPS)
+
+        def finishing(name: str) -> None:
+            # The rows are all in: the bar stays full while the derived tables are written
+            # (a minute for a million rows), so it says which of them it is at.
+            if progress is not None and hasattr(progress, "set_postfix_str"):
+                progress.set_postfix_str(
+                    f"finishing {steps.index(name) + 1}/{len(steps)}: {name}")
+
+        finishing("lock references")
         started = time.perf_counter()
         lock_references(conn, principal.user_id)
         timings["lock references"] = time.perf_counter() - started
         assert prior_role is not None
-        apply_derived(conn, prior_role, timings)
+        apply_derived(conn, prior_role, timings, on_step=finishing)
     if strict and report.errors:
         raise ImportFailed(f"{len(report.errors)} of {report.rows} rows are invalid; nothing"
                            " was imported (strict)", report.errors)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -301,9 +302,22 @@ def lock_references(conn: Connection, actor_id: int | None) -> None:
             raise InvalidInput(f"user {actor_id} was deleted meanwhile", field="actor")
 
 
-def apply_derived(conn: Connection, role: str, timings: dict[str, float]) -> None:
-    """Every table the triggers on ``cases`` maintain, once, for all rows in ``_gg_new``."""
+# The steps of apply_derived, in order (what a progress bar shows while they run).
+DERIVED_STEPS = ("analyze", "tile cells", "case_tiles", "tile invalidation", "live feed",
+                 "kpi_daily", *(name for name, _ in _FAST_KPI_ROLLUPS))
+
+
+def apply_derived(conn: Connection, role: str, timings: dict[str, float],
+                  on_step: Callable[[str], None] | None = None) -> None:
+    """Every table the triggers on ``cases`` maintain, once, for all rows in ``_gg_new``.
+
+    ``on_step`` is called with the name of each step of ``DERIVED_STEPS`` as it starts."""
+    started_steps: set[str] = set()
+
     def step(name: str, sql: str, **params: Any) -> None:
+        if on_step is not None and name not in started_steps:
+            on_step(name)
+        started_steps.add(name)
         started = time.perf_counter()
         conn.execute(text(sql), params)
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
@@ -326,4 +340,4 @@ def apply_derived(conn: Connection, role: str, timings: dict[str, float]) -> Non
         step(name, sql)
 
 
-__all__ = ["apply_derived", "fast_load_refusal", "lock_references", "restore_role"]
+__all__ = ["DERIVED_STEPS", "apply_derived", "fast_load_refusal", "lock_references", "restore_role"]

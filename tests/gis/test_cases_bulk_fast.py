@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from gis.auth import Principal
 from gis.bulk import fast_load_refusal, import_cases, read_csv
+from gis.bulk_fast import DERIVED_STEPS
 from gis.errors import ImportFailed
 from gis.intake import Report, create_case
 from tests.factories import CaseWorld, case_world, purge_jurisdiction
@@ -101,6 +102,35 @@ def test_fast_load_rollups_equal_their_rebuild(conn: Connection,
     conn.execute(text("SELECT gridgov_kpi_rebuild(), gridgov_kpi_area_rebuild(),"
                       " gridgov_kpi_quarter_rebuild(), gridgov_rebuild_case_cells()"))
     assert [conn.execute(text(sql)).all() for sql in reads] == before
+
+
+class _Bar:
+    """What ``import_cases`` uses of a tqdm bar: rows read, and the postfix it shows."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.postfixes: list[str] = []
+
+    def update(self, n: int) -> None:
+        self.rows += n
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfixes.append(text)
+
+
+def test_the_progress_bar_names_each_step_after_the_rows(conn: Connection,
+                                                          routed_world: CaseWorld) -> None:
+    # A million rows take a minute past the last chunk: the full bar must say what it waits on.
+    bar, timings = _Bar(), {}
+    report = run(conn, routed_world,
+                 list(read_csv(io.StringIO(mixed_csv(routed_world, 120, seed=4)))),
+                 chunk_size=50, use_index=True, fast=True, progress=bar, timings=timings)
+    steps = ("lock references", *DERIVED_STEPS)
+    assert bar.rows == report["rows"] > 100
+    assert bar.postfixes == [f"finishing {i}/{len(steps)}: {name}"
+                             for i, name in enumerate(steps, start=1)]
+    # The steps named are the phases timed, no more and no fewer.
+    assert set(steps) == set(timings) - {"fast path", "insert chunks"}
 
 
 def test_fast_load_turns_the_triggers_back_on(conn: Connection, routed_world: CaseWorld) -> None:
