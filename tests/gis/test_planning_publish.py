@@ -92,11 +92,14 @@ def test_open_cases_move_to_their_new_grid_with_a_regrid_event(conn):
     plan = plans.create_plan(conn, root=COMMUNITY)
     g = split_first(conn, plan)
     piece = next(a for a in store.load(conn, plan.id, level=3) if a.code is None)
+    # The demo city may already hold open cases there (its cases are dated from today).
+    already = publish.diff(conn, plan.id)["open_cases"]["affected"]
     case = open_case_in(conn, g.code, piece.geom)
     d = publish.diff(conn, plan.id)
-    assert d["open_cases"]["affected"] == 1
+    assert d["open_cases"]["affected"] == already + 1
+    assert case in {c["id"] for c in d["open_cases"]["cases"]}
     out = publish.publish(conn, plan.id)
-    assert out["cases_moved"] == 1
+    assert out["cases_moved"] == already + 1
     code = conn.execute(text("SELECT a.code FROM cases c JOIN areas a ON a.id = c.area_id"
                              " WHERE c.id = :c"), {"c": case}).scalar()
     assert code == COMMUNITY + "04"
