@@ -8,7 +8,8 @@
   (``endpoint="api"``) and Open311 (``open311``), outcome ``created``, ``replayed``
   (Idempotency-Key retry), ``rate_limited``, ``refused`` (other 4xx) or ``error`` (5xx);
 - ``gridgov_db_pool_*``: the SQLAlchemy pool (size, checked out, idle, overflow);
-- ``gridgov_tile_cache_*``: hits, misses, evictions, bytes and entries of the tile cache.
+- ``gridgov_tile_cache_*``: hits, misses, evictions, bytes and entries of the tile cache;
+  ``gridgov_page_cache_*`` the same for the feature pages cached beside the tiles.
 
 Exposure: with ``GRIDGOV_METRICS_TOKEN`` set a scraper must send ``Authorization: Bearer
 <token>``; without it only clients in ``GRIDGOV_METRICS_ALLOW`` (default loopback) may scrape.
@@ -81,6 +82,19 @@ class AppCollector(Collector):
                                     value=cache.size_bytes)
             yield GaugeMetricFamily("gridgov_tile_cache_entries", "cached tiles",
                                     value=len(cache))
+            for name, doc, value in (
+                ("hits", "feature pages answered from the cache", stats.page_hits),
+                ("misses", "feature pages read because not cached", stats.page_misses),
+                ("evicted_by_change", "feature pages evicted because their data changed",
+                 stats.pages_evicted_by_change),
+                ("evicted_by_size", "feature pages evicted to stay under the size bound",
+                 stats.pages_evicted_by_size),
+            ):
+                yield CounterMetricFamily(f"gridgov_page_cache_{name}", doc, value=value)
+            yield GaugeMetricFamily("gridgov_page_cache_bytes", "bytes of cached feature pages",
+                                    value=cache.pages.bytes)
+            yield GaugeMetricFamily("gridgov_page_cache_entries", "cached feature pages",
+                                    value=len(cache.pages))
 
 
 class Metrics:

@@ -16,6 +16,11 @@ for again until the horizon passes them.
 
 A tile rendered from a snapshot taken before a change can reach the cache after that change was
 applied; ``put`` refuses it when the layer's generation moved since the request started.
+
+Feature pages (OGC API ``items``) are cached beside the tiles (``PageStore``), under the same
+rules: a page is evicted when a changed box of a table its layer reads touches the page's
+``bbox`` (every page of the layer when the page has none or the change has no box), a page
+read before a change is refused, and a layer's time to live bounds it too.
 """
 
 from __future__ import annotations
@@ -121,7 +126,139 @@ class CacheStats:
     changes_applied: int = 0
     refused_puts: int = 0
     polls: int = 0
+    page_hits: int = 0
+    page_misses: int = 0
+    pages_evicted_by_change: int = 0
+    pages_evicted_by_size: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+Box = tuple[float, float, float, float]  # lon/lat: west, south, east, north
+# layer, bbox (None: the whole layer), the rest of the query (times, filters), limit, offset
+PageKey = tuple[str, Box | None, str, int, int]
+Page = tuple[str, int, int | None]  # the features (comma-joined GeoJSON), returned, matched
+
+
+@dataclass
+class _PageEntry:
+    page: Page
+    box: Box | None  # the page's bbox widened (see PageStore.widened), or None
+    expires: float | None
+    size: int
+
+
+class PageStore:
+    """Cached feature pages of ``TileCache`` (not thread-safe: the cache's lock guards it).
+
+    Pages are indexed by the z14 tiles their widened bbox touches (about 2 km across), so a
+    change looks at the pages near it only; pages without a bbox, or wider than
+    ``WIDE_CELLS`` such tiles, are checked one by one."""
+
+    CELL_Z = 14
+    WIDE_CELLS = 64
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._entries: OrderedDict[PageKey, _PageEntry] = OrderedDict()
+        self._cells: dict[str, dict[tuple[int, int], set[PageKey]]] = {}
+        self._wide: dict[str, set[PageKey]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def widened(bbox: Box) -> Box:
+        """The box a change must touch to alter the page: ``bbox`` plus 100 m and 1 % a side,
+        so that a layer stored in another CRS (the bbox transformed there) is covered too."""
+        x0, y0, x1, y1 = bbox
+        m = 1e-3 + 0.01 * max(x1 - x0, y1 - y0)
+        return x0 - m, y0 - m, x1 + m, y1 + m
+
+    def _cells_of(self, box: Box) -> tuple[int, int, int, int]:
+        return tiles_touching(box, self.CELL_Z, 0)
+
+    def get(self, key: PageKey) -> _PageEntry | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: PageKey, entry: _PageEntry) -> None:
+        self.remove(key)
+        self._entries[key] = entry
+        self.bytes += entry.size
+        layer = key[0]
+        if entry.box is None:
+            self._wide.setdefault(layer, set()).add(key)
+            return
+        x0, y0, x1, y1 = self._cells_of(entry.box)
+        if (x1 - x0 + 1) * (y1 - y0 + 1) > self.WIDE_CELLS:
+            self._wide.setdefault(layer, set()).add(key)
+            return
+        cells = self._cells.setdefault(layer, {})
+        for x in range(x0, x1 + 1):
+            for y in range(y0, y1 + 1):
+                cells.setdefault((x, y), set()).add(key)
+
+    def remove(self, key: PageKey) -> bool:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return False
+        self.bytes -= entry.size
+        layer = key[0]
+        wide = self._wide.get(layer)
+        if wide is not None and key in wide:
+            wide.discard(key)
+            return True
+        assert entry.box is not None
+        cells = self._cells.get(layer, {})
+        x0, y0, x1, y1 = self._cells_of(entry.box)
+        for x in range(x0, x1 + 1):
+            for y in range(y0, y1 + 1):
+                keys = cells.get((x, y))
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del cells[(x, y)]
+        return True
+
+    def pop_oldest(self) -> bool:
+        if not self._entries:
+            return False
+        return self.remove(next(iter(self._entries)))
+
+    def evict(self, layer: str, bbox: Box | None) -> int:
+        """Drop the layer's pages a change of ``bbox`` (None: anywhere) may alter."""
+        if bbox is None:
+            doomed = [k for k in self._entries if k[0] == layer]
+        else:
+            def touches(key: PageKey) -> bool:
+                box = self._entries[key].box
+                return box is None or (box[0] <= bbox[2] and bbox[0] <= box[2]
+                                       and box[1] <= bbox[3] and bbox[1] <= box[3])
+
+            candidates = set(self._wide.get(layer, ()))
+            cells = self._cells.get(layer)
+            if cells:
+                x0, y0, x1, y1 = self._cells_of(bbox)
+                if (x1 - x0 + 1) * (y1 - y0 + 1) <= len(cells):
+                    for x in range(x0, x1 + 1):
+                        for y in range(y0, y1 + 1):
+                            candidates.update(cells.get((x, y), ()))
+                else:
+                    for (x, y), keys in cells.items():
+                        if x0 <= x <= x1 and y0 <= y <= y1:
+                            candidates.update(keys)
+            doomed = [k for k in candidates if touches(k)]
+        for key in doomed:
+            self.remove(key)
+        return len(doomed)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._cells.clear()
+        self._wide.clear()
+        self.bytes = 0
 
 
 class TileCache:
@@ -149,6 +286,7 @@ class TileCache:
         self._poll_lock = threading.Lock()
         self._feed = InvalidationFeed()
         self._last_poll = 0.0
+        self.pages = PageStore()
 
     @property
     def enabled(self) -> bool:
@@ -197,6 +335,7 @@ class TileCache:
                     self._generation[layer] = self._generation.get(layer, 0) + 1
                     self._meta = {k: v for k, v in self._meta.items() if k[0] != layer}
                     self._evict_area(layer, change.bbox)
+                    self.stats.pages_evicted_by_change += self.pages.evict(layer, change.bbox)
 
     def _evict_area(self, layer: str, bbox: tuple[float, float, float, float] | None) -> None:
         by_zoom = self._index.get(layer)
@@ -258,7 +397,7 @@ class TileCache:
             self._bytes += len(data) + 200  # rough per-entry overhead
             _, z, x, y, _ = key
             self._index.setdefault(layer, {}).setdefault(z, {}).setdefault((x, y), set()).add(key)
-            while self._bytes > self.max_bytes and self._entries:
+            while self._bytes + self.pages.bytes > self.max_bytes and self._entries:
                 oldest = next(iter(self._entries))
                 self._remove(oldest)
                 self.stats.evicted_by_size += 1
@@ -280,11 +419,50 @@ class TileCache:
             if not cells:
                 del self._index[layer][z]
 
+    # --- feature pages (PageStore) ------------------------------------------------------------
+
+    def get_page(self, key: PageKey) -> Page | None:
+        """A cached feature page (taking a due poll first is the caller's part, as for tiles)."""
+        with self._lock:
+            entry = self.pages.get(key)
+            if entry is not None and entry.expires is not None \
+                    and entry.expires < time.monotonic():
+                self.pages.remove(key)
+                entry = None
+            if entry is None:
+                self.stats.page_misses += 1
+                return None
+            self.stats.page_hits += 1
+            return entry.page
+
+    def put_page(self, key: PageKey, page: Page, *, generation: int) -> None:
+        """Store a feature page read after ``generation`` was taken, unless a change to its
+        layer was applied since. Pages take at most a quarter of the cache's bytes."""
+        layer, bbox = key[0], key[1]
+        policy = self.policies[layer]
+        size = len(page[0]) + 300  # rough per-entry overhead (the key, the index)
+        budget = self.max_bytes // 4
+        if not self.enabled or size > budget // 4:
+            return
+        expires = time.monotonic() + policy.ttl_s if policy.ttl_s else None
+        entry = _PageEntry(page, PageStore.widened(bbox) if bbox else None, expires, size)
+        with self._lock:
+            if self._generation.get(layer, 0) != generation:
+                self.stats.refused_puts += 1
+                return
+            self.pages.put(key, entry)
+            while self.pages.bytes > budget and self.pages.pop_oldest():
+                self.stats.pages_evicted_by_size += 1
+            while self._bytes + self.pages.bytes > self.max_bytes and self._entries:
+                self._remove(next(iter(self._entries)))
+                self.stats.evicted_by_size += 1
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._index.clear()
             self._meta.clear()
+            self.pages.clear()
             self._bytes = 0
             for layer in self.policies:
                 self._generation[layer] = self._generation.get(layer, 0) + 1

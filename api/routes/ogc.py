@@ -15,17 +15,19 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
 from starlette.types import Scope
 
 from api.deps import ConnDep
 from api.middleware import FastPath
-from api.routes.tiles import in_one_hop, uses_read_pool
+from api.routes.tiles import in_one_hop, poll_changes, uses_read_pool
 from gis import ogc
 from gis import tiles as gis_tiles
 from gis.errors import InvalidInput, NotFound
-from gis.tilecache import TileCache
-from layers.filters import parse_filters
+from gis.tilecache import Page, PageKey, TileCache
+from layers.filters import filter_key, parse_filters
 from layers.registry import REGISTRY, LayerSpec, get_layer
 
 router = APIRouter(prefix="/ogc", tags=["ogc"])
@@ -305,21 +307,55 @@ class ItemsFastPath(FastPath):
         return _items_response(request, layer, limit, offset, page)
 
 
+def page_key(layer: LayerSpec, query: ogc.FeatureQuery, limit: int, offset: int) -> PageKey:
+    """What a feature page depends on besides the data: its query, normalised."""
+    times = ",".join(t.astimezone(UTC).isoformat() if t else "" for t in (query.start,
+                                                                          query.end))
+    return (layer.name, query.bbox, f"{times};{filter_key(query.filters)}", limit, offset)
+
+
 async def _page(request: Request, layer: LayerSpec, query: ogc.FeatureQuery, limit: int,
-                offset: int) -> tuple[str, int, int | None]:
-    """The page on the read pool, on the event loop (``gis.readpool``); on the request's
-    connection in one thread hop when a test shares its connection, or when the read pool
-    failed (the route then answers as it always has: 503 when the database is down)."""
+                offset: int) -> Page:
+    """The page from the server-side cache (``gis.tilecache.PageStore``: evicted where the
+    data changed, as tiles are), else read on the read pool, on the event loop
+    (``gis.readpool``); on the request's connection in one thread hop when a test shares its
+    connection, or when the read pool failed (the route then answers as it always has: 503
+    when the database is down)."""
+    cache: TileCache = request.app.state.tile_cache
+    key = page_key(layer, query, limit, offset) if cache.enabled else None
     if uses_read_pool(request.app):
+        if key is not None:
+            if cache.poll_due():
+                await run_in_threadpool(poll_changes, request.app.state.engine, cache)
+            found = cache.get_page(key)
+            if found is not None:
+                return found
+        generation = cache.generation(layer.name)
         try:
             async with request.app.state.read_pool.connection() as con:
-                return await ogc.features_page_async(con, layer.source, query, limit=limit,
+                page = await ogc.features_page_async(con, layer.source, query, limit=limit,
                                                      offset=offset)
         except Exception as exc:  # noqa: BLE001 - retried on the sync path below
             log.warning("features page of %s: read pool failed (%s); retried on the engine",
                         layer.name, type(exc).__name__)
-    return await in_one_hop(request, lambda conn: ogc.features_page(
-        conn, layer.source, query, limit=limit, offset=offset))
+        else:
+            if key is not None:
+                cache.put_page(key, page, generation=generation)
+            return page
+
+    def fetch(conn: Connection) -> Page:
+        if key is not None:
+            cache.sync(conn)
+            found = cache.get_page(key)
+            if found is not None:
+                return found
+        generation = cache.generation(layer.name)
+        page = ogc.features_page(conn, layer.source, query, limit=limit, offset=offset)
+        if key is not None:
+            cache.put_page(key, page, generation=generation)
+        return page
+
+    return await in_one_hop(request, fetch)
 
 
 def _dumps(value: Any) -> str:

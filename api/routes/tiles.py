@@ -145,7 +145,9 @@ async def sync_entry(request: Request, spec: LayerSpec, z: int, x: int, y: int,
     return entry if entry is not None else await in_one_hop(request, fetch)
 
 
-def _poll(engine: Engine, cache: TileCache) -> None:
+def poll_changes(engine: Engine, cache: TileCache) -> None:
+    """Bring the cache (tiles and feature pages) up to date with the change log, on a
+    connection of the engine (run it in a thread: it blocks)."""
     with engine.connect() as conn, gis_tiles.read_only(conn) as reading:
         cache.sync(reading)
 
@@ -157,7 +159,7 @@ async def pooled_entry(app: Any, spec: LayerSpec, z: int, x: int, y: int,
     cache: TileCache = app.state.tile_cache
     key = tile_key(spec, z, x, y, values)
     if cache.poll_due():
-        await run_in_threadpool(_poll, app.state.engine, cache)
+        await run_in_threadpool(poll_changes, app.state.engine, cache)
     entry = cache.get(key)
     if entry is None:
         generation = cache.generation(key[0])

@@ -72,6 +72,17 @@ def test_pool_and_tile_cache_figures_are_exposed(scraped: TestClient) -> None:
     assert value(found, "gridgov_http_requests_in_flight") == 1  # the scrape itself
 
 
+def test_feature_page_cache_figures_are_exposed(scraped: TestClient) -> None:
+    for _ in range(2):
+        assert scraped.get("/ogc/collections/grids/items",
+                           params={"bbox": "116.38,39.9,116.40,39.91"}).status_code == 200
+    found = samples(scraped)
+    assert value(found, "gridgov_page_cache_misses_total") >= 1
+    assert value(found, "gridgov_page_cache_hits_total") >= 1
+    assert value(found, "gridgov_page_cache_entries") >= 1
+    assert value(found, "gridgov_page_cache_bytes") > 0
+
+
 def test_a_wrong_token_is_refused(scraped: TestClient) -> None:
     r = scraped.get("/metrics", headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 403 and "GRIDGOV_METRICS_TOKEN" in r.json()["detail"]

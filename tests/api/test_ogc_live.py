@@ -168,3 +168,23 @@ def test_head_over_real_http_gives_the_gets_headers_and_no_body(live: Live) -> N
         assert head.headers["content-length"] == got.headers["content-length"]
         assert head.headers["content-type"] == got.headers["content-type"]
         assert head.headers.get("etag") == got.headers.get("etag")
+
+
+def test_committed_case_reaches_the_served_feature_page_within_a_second(live: Live) -> None:
+    # The page is read on the read pool and cached; the commit must evict it (change log poll).
+    url = f"{live.url}/ogc/collections/cases/items"
+    params = {"bbox": ",".join(map(str, SPAT)), "limit": "5"}
+    before = httpx.get(url, params=params).json()
+    assert httpx.get(url, params=params).json()["features"] == before["features"]  # cached
+    with live.engine.begin() as conn:
+        new_id = add_case(conn, live.jurisdiction_id,
+                          add_categories(conn)["E990102"], X0 + 0.0305, Y0 + 0.0105)
+    start = time.monotonic()
+    while True:
+        page = httpx.get(url, params=params).json()
+        if page["numberMatched"] == before["numberMatched"] + 1:
+            break
+        assert time.monotonic() - start < 1.0, "new case not served within 1 s"
+        time.sleep(0.02)
+    last = httpx.get(url, params={**params, "offset": str(page["numberMatched"] - 1)}).json()
+    assert [f["id"] for f in last["features"]] == [new_id]  # ids page in order: it is last
