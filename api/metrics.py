@@ -69,32 +69,28 @@ class AppCollector(Collector):
         cache = getattr(self.app.state, "tile_cache", None)
         if cache is not None:
             stats = cache.stats
-            for name, doc, value in (
-                ("hits", "tiles answered from the cache", stats.hits),
-                ("misses", "tiles rendered because not cached", stats.misses),
-                ("evicted_by_change", "tiles evicted because their data changed",
-                 stats.evicted_by_change),
-                ("evicted_by_size", "tiles evicted to stay under the size bound",
-                 stats.evicted_by_size),
+            for kind, what, counts, size, entries in (
+                ("tile", "tiles", (stats.hits, stats.misses, stats.evicted_by_change,
+                                   stats.evicted_by_size), cache.size_bytes, len(cache)),
+                ("page", "feature pages", (stats.page_hits, stats.page_misses,
+                                           stats.pages_evicted_by_change,
+                                           stats.pages_evicted_by_size),
+                 cache.pages.bytes, len(cache.pages)),
             ):
-                yield CounterMetricFamily(f"gridgov_tile_cache_{name}", doc, value=value)
-            yield GaugeMetricFamily("gridgov_tile_cache_bytes", "bytes of cached tiles",
-                                    value=cache.size_bytes)
-            yield GaugeMetricFamily("gridgov_tile_cache_entries", "cached tiles",
-                                    value=len(cache))
-            for name, doc, value in (
-                ("hits", "feature pages answered from the cache", stats.page_hits),
-                ("misses", "feature pages read because not cached", stats.page_misses),
-                ("evicted_by_change", "feature pages evicted because their data changed",
-                 stats.pages_evicted_by_change),
-                ("evicted_by_size", "feature pages evicted to stay under the size bound",
-                 stats.pages_evicted_by_size),
-            ):
-                yield CounterMetricFamily(f"gridgov_page_cache_{name}", doc, value=value)
-            yield GaugeMetricFamily("gridgov_page_cache_bytes", "bytes of cached feature pages",
-                                    value=cache.pages.bytes)
-            yield GaugeMetricFamily("gridgov_page_cache_entries", "cached feature pages",
-                                    value=len(cache.pages))
+                for (name, doc), value in zip(_CACHE_COUNTERS, counts, strict=True):
+                    yield CounterMetricFamily(f"gridgov_{kind}_cache_{name}", doc.format(what),
+                                              value=value)
+                yield GaugeMetricFamily(f"gridgov_{kind}_cache_bytes", f"bytes of cached {what}",
+                                        value=size)
+                yield GaugeMetricFamily(f"gridgov_{kind}_cache_entries", f"cached {what}",
+                                        value=entries)
+
+
+# The counters of the tile cache and of its feature pages ({} is "tiles" or "feature pages").
+_CACHE_COUNTERS = (("hits", "{} answered from the cache"),
+                   ("misses", "{} not in the cache (rendered or read)"),
+                   ("evicted_by_change", "{} evicted because their data changed"),
+                   ("evicted_by_size", "{} evicted to stay under the size bound"))
 
 
 class Metrics:
