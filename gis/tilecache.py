@@ -31,7 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Connection, text
@@ -134,6 +134,18 @@ class CacheStats:
 
 
 Box = tuple[float, float, float, float]  # lon/lat: west, south, east, north
+K = TypeVar("K")
+
+
+def keys_in(cells: Mapping[tuple[int, int], set[K]], x0: int, y0: int, x1: int, y1: int
+            ) -> list[K]:
+    """The keys indexed under the tiles ``x0..x1`` × ``y0..y1``: the range is walked when it
+    is smaller than the index, else the index is scanned (a bulk change spans many tiles)."""
+    if (x1 - x0 + 1) * (y1 - y0 + 1) <= len(cells):
+        return [k for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)
+                for k in cells.get((x, y), ())]
+    return [k for (x, y), keys in cells.items() if x0 <= x <= x1 and y0 <= y <= y1
+            for k in keys]
 # layer, bbox (None: the whole layer), the rest of the query (times, filters), limit, offset
 PageKey = tuple[str, Box | None, str, int, int]
 Page = tuple[str, int, int | None]  # the features (comma-joined GeoJSON), returned, matched
@@ -238,17 +250,7 @@ class PageStore:
                                        and box[1] <= bbox[3] and bbox[1] <= box[3])
 
             candidates = set(self._wide.get(layer, ()))
-            cells = self._cells.get(layer)
-            if cells:
-                x0, y0, x1, y1 = self._cells_of(bbox)
-                if (x1 - x0 + 1) * (y1 - y0 + 1) <= len(cells):
-                    for x in range(x0, x1 + 1):
-                        for y in range(y0, y1 + 1):
-                            candidates.update(cells.get((x, y), ()))
-                else:
-                    for (x, y), keys in cells.items():
-                        if x0 <= x <= x1 and y0 <= y <= y1:
-                            candidates.update(keys)
+            candidates.update(keys_in(self._cells.get(layer, {}), *self._cells_of(bbox)))
             doomed = [k for k in candidates if touches(k)]
         for key in doomed:
             self.remove(key)
@@ -346,13 +348,8 @@ class TileCache:
             if bbox is None:
                 doomed = [k for keys in cells.values() for k in keys]
             else:
-                x0, y0, x1, y1 = tiles_touching(bbox, z, policy.margin_units, policy.extent)
-                if (x1 - x0 + 1) * (y1 - y0 + 1) <= len(cells):
-                    doomed = [k for xx in range(x0, x1 + 1) for yy in range(y0, y1 + 1)
-                              for k in cells.get((xx, yy), ())]
-                else:
-                    doomed = [k for (xx, yy), keys in cells.items()
-                              if x0 <= xx <= x1 and y0 <= yy <= y1 for k in keys]
+                doomed = keys_in(cells, *tiles_touching(bbox, z, policy.margin_units,
+                                                        policy.extent))
             for key in doomed:
                 self._remove(key)
                 self.stats.evicted_by_change += 1
