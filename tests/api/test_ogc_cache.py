@@ -3,8 +3,6 @@ new case, every page that can show it does within a second; pages elsewhere stay
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
 from gis.tilecache import TileCache
+from tests.api.waiting import within
 from tests.factories import X0, Y0, TinyCity
 from tests.layers.mapdata import MapCity, add_case, map_city
 
@@ -41,15 +40,6 @@ def _names(page: dict[str, Any]) -> set[str]:
     return {f["properties"]["name"] for f in page["features"]}
 
 
-def _within(seconds: float, fetch: Callable[[], dict[str, Any]],
-            ok: Callable[[dict[str, Any]], bool]) -> float:
-    start = time.monotonic()
-    while not ok(fetch()):
-        assert time.monotonic() - start < seconds, "change not visible in time"
-        time.sleep(0.02)
-    return time.monotonic() - start
-
-
 def test_a_repeated_page_comes_from_the_cache_with_the_same_features(
         client: TestClient, city: MapCity) -> None:
     first = _page(client, "grids", WEST)
@@ -69,7 +59,7 @@ def test_an_edited_grid_shows_in_its_pages_and_pages_elsewhere_stay_cached(
     whole = _page(client, "grids")
     conn.execute(text("UPDATE areas SET name = 'Renamed grid' WHERE code = :c"
                       " AND valid_to IS NULL"), {"c": TinyCity.grid_code(1, 1)})
-    took = _within(1.0, lambda: _page(client, "grids", WEST),
+    took = within(1.0, lambda: _page(client, "grids", WEST),
                    lambda p: _names(p) == {"Renamed grid"})
     assert took < 1.0 and _names(west) != {"Renamed grid"}
     assert "Renamed grid" in _names(_page(client, "grids"))  # the page without a bbox too
@@ -86,7 +76,7 @@ def test_a_new_case_shows_in_the_pages_around_it(client: TestClient, city: MapCi
     far = _page(client, "cases", EAST)
     new_id = add_case(conn, city.city.jurisdiction_id, city.categories["E990101"],
                       X0 + 0.005, Y0 + 0.012)
-    _within(1.0, lambda: _page(client, "cases", box),
+    within(1.0, lambda: _page(client, "cases", box),
             lambda p: p["numberMatched"] == before["numberMatched"] + 1
             and new_id in {f["id"] for f in p["features"]})
     hits = _cache(client).stats.page_hits
@@ -102,5 +92,5 @@ def test_a_closed_case_leaves_the_open_filter_page(client: TestClient, city: Map
     closing = min(open_ids)
     conn.execute(text("UPDATE cases SET status = 'closed', closed_at = now() WHERE id = :i"),
                  {"i": closing})
-    _within(1.0, lambda: _page(client, "cases", box, status="open"),
+    within(1.0, lambda: _page(client, "cases", box, status="open"),
             lambda p: {f["id"] for f in p["features"]} == open_ids - {closing})

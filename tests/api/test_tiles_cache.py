@@ -4,7 +4,6 @@ every other tile stays cached with the same ETag."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import mapbox_vector_tile
 import mercantile
@@ -14,6 +13,7 @@ from httpx import Response
 from sqlalchemy import Connection, text
 
 from gis.tilecache import TileCache
+from tests.api.waiting import within
 from tests.factories import X0, Y0, TinyCity
 from tests.layers.mapdata import GRID_TILE, MapCity, add_case, map_city
 
@@ -41,16 +41,6 @@ def _names(r: Response, layer: str = "grids") -> set[str]:
             mapbox_vector_tile.decode(r.content)[layer]["features"]}
 
 
-def _within(seconds: float, fetch: Callable[[], Response], ok: Callable[[Response], bool]
-            ) -> float:
-    start = time.monotonic()
-    while True:
-        if ok(fetch()):
-            return time.monotonic() - start
-        assert time.monotonic() - start < seconds, "change not visible in time"
-        time.sleep(0.02)
-
-
 def _rename_grid(conn: Connection, code: str, name: str) -> None:
     conn.execute(text("UPDATE areas SET name = :n WHERE code = :c AND valid_to IS NULL"),
                  {"n": name, "c": code})
@@ -61,7 +51,7 @@ def test_edited_grid_shows_within_a_second_and_other_tiles_stay_cached(
     client.get(_url("grids", GRID_TILE))
     east = client.get(_url("grids", EAST_TILE))
     _rename_grid(conn, TinyCity.grid_code(1, 1), "Renamed grid")
-    took = _within(1.0, lambda: client.get(_url("grids", GRID_TILE)),
+    took = within(1.0, lambda: client.get(_url("grids", GRID_TILE)),
                    lambda r: "Renamed grid" in _names(r))
     assert took < 1.0
     assert ("grids", 14, EAST_TILE.x, EAST_TILE.y, "") in _cache(client)._entries
@@ -82,8 +72,8 @@ def test_new_case_shows_in_point_and_count_tiles(client: TestClient, city: MapCi
     east = client.get(_url("cases", EAST_TILE))
     new_id = add_case(conn, city.city.jurisdiction_id, city.categories["E990101"],
                       X0 + 0.005, Y0 + 0.012)
-    _within(1.0, lambda: client.get(_url("cases", AGG_TILE)), lambda r: count(r) == before + 1)
-    _within(1.0, lambda: client.get(_url("cases", GRID_TILE)),
+    within(1.0, lambda: client.get(_url("cases", AGG_TILE)), lambda r: count(r) == before + 1)
+    within(1.0, lambda: client.get(_url("cases", GRID_TILE)),
             lambda r: {f["id"] for f in mapbox_vector_tile.decode(r.content)["cases"]
                        ["features"]} == point_ids | {new_id})
     assert client.get(_url("cases", EAST_TILE)).headers["etag"] == east.headers["etag"]
@@ -102,7 +92,7 @@ def test_moved_feature_changes_its_old_and_new_tiles(client: TestClient, city: M
             return set()
         return {f["id"] for f in mapbox_vector_tile.decode(r.content)["facilities"]["features"]}
 
-    _within(1.0, lambda: client.get(_url("facilities", GRID_TILE)), lambda r: police not in ids(r))
+    within(1.0, lambda: client.get(_url("facilities", GRID_TILE)), lambda r: police not in ids(r))
     assert police in ids(client.get(_url("facilities", EAST_TILE)))
     assert police in ids(old) and police not in ids(new)
 
@@ -133,7 +123,7 @@ def test_deleted_case_disappears(client: TestClient, city: MapCity, conn: Connec
     assert victim in {f["id"] for f in mapbox_vector_tile.decode(
         client.get(_url("cases", GRID_TILE)).content)["cases"]["features"]}
     conn.execute(text("DELETE FROM cases WHERE id = :id"), {"id": victim})
-    _within(1.0, lambda: client.get(_url("cases", GRID_TILE)),
+    within(1.0, lambda: client.get(_url("cases", GRID_TILE)),
             lambda r: victim not in {f["id"] for f in mapbox_vector_tile.decode(r.content)
                                      ["cases"]["features"]})
 
@@ -142,6 +132,6 @@ def test_category_rename_refreshes_every_case_tile(client: TestClient, city: Map
                                                    conn: Connection) -> None:
     client.get(_url("cases", EAST_TILE))
     conn.execute(text("UPDATE categories SET code = 'E990199' WHERE code = 'E990102'"))
-    _within(1.0, lambda: client.get(_url("cases", EAST_TILE)),
+    within(1.0, lambda: client.get(_url("cases", EAST_TILE)),
             lambda r: {f["properties"]["category"] for f in mapbox_vector_tile.decode(
                 r.content)["cases"]["features"]} == {"E990199"})
